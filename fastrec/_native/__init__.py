@@ -1,0 +1,1 @@
+"""Compiled core of fastrec (Cython over the C sources in csrc/)."""

@@ -1,0 +1,142 @@
+"""Command line: parses arguments and calls the stage functions; no work is done here."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from fastrec import __version__
+
+log = logging.getLogger("fastrec")
+
+
+class UserError(Exception):
+    """An error whose message is the whole story: printed without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------- im2rec-compatible flags
+def add_list_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("list options (as im2rec.py --list)")
+    g.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"],
+                   help="file extensions to list (compared with the lower-cased extension)")
+    g.add_argument("--chunks", type=int, default=1, help="number of chunks")
+    g.add_argument("--train-ratio", type=float, default=1.0, help="ratio of images for training")
+    g.add_argument("--test-ratio", type=float, default=0, help="ratio of images for testing")
+    g.add_argument("--recursive", action="store_true",
+                   help="walk sub-folders; each folder with images gets its own label")
+    g.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="keep the sorted order instead of im2rec's seeded shuffle")
+
+
+def add_pack_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pack options (as im2rec.py)")
+    g.add_argument("--pass-through", action="store_true", help="store the file bytes unchanged")
+    g.add_argument("--resize", type=int, default=0,
+                   help="resize the shorter edge to this many pixels (0: keep the size)")
+    g.add_argument("--center-crop", action="store_true", help="cut the centre square before resizing")
+    g.add_argument("--quality", type=int, default=95, help="JPEG quality (1-100) or PNG compression (0-9)")
+    g.add_argument("--num-thread", type=int, default=1, help="worker threads")
+    g.add_argument("--color", type=int, default=1, choices=[-1, 0, 1],
+                   help="1: colour, 0: grayscale, -1: keep the channels (no EXIF rotation)")
+    g.add_argument("--encoding", default=".jpg", choices=[".jpg", ".png"], help="output encoding")
+    g.add_argument("--pack-label", action="store_true", help="store every label of multi-label lines")
+    x = p.add_argument_group("fastrec pack options")
+    x.add_argument("--no-upscale", action="store_true",
+                   help="keep images whose shorter edge is below --resize at their size (im2rec upscales)")
+    x.add_argument("--filter", default="lanczos", choices=["triangle", "bicubic", "lanczos"],
+                   help="resampling filter for --resize (antialiased)")
+    x.add_argument("--strict", action="store_true", help="exit non-zero if any image was skipped")
+    x.add_argument("--resume", action="store_true",
+                   help="continue an interrupted pack where its .rec/.idx stop")
+    x.add_argument("--max-pixels", type=int, default=None,
+                   help="skip images with more pixels than this (default 178956970, as Pillow)")
+    x.add_argument("--max-bytes", type=int, default=None, help="skip files larger than this (default 256 MiB)")
+    x.add_argument("--max-scans", type=int, default=None, help="skip progressive JPEGs with more scans (default 100)")
+    x.add_argument("--batch-size", type=int, default=64, help="images handed to a worker at once")
+    x.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar (auto: only on a terminal)")
+
+
+def _pack_args_to_options(a: argparse.Namespace):
+    from fastrec.pack import PackOptions
+    return PackOptions.from_args(a)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_list(a: argparse.Namespace) -> int:
+    from fastrec.lists import ListError, ListOptions, make_lists
+    opts = ListOptions(recursive=a.recursive, exts=tuple(a.exts), chunks=a.chunks,
+                       train_ratio=a.train_ratio, test_ratio=a.test_ratio, shuffle=a.shuffle)
+    try:
+        result = make_lists(a.prefix, a.root, opts)
+    except ListError as err:
+        raise UserError(str(err)) from err
+    for rel, label in result.label_map:  # im2rec prints the folder -> label mapping
+        print(rel, label)
+    for path in result.files:
+        log.info("wrote %s (%d images)", path, result.counts[path])
+    return 0
+
+
+def cmd_pack(a: argparse.Namespace) -> int:
+    from fastrec.pack import PackError, pack_prefix
+    try:
+        summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a))
+    except PackError as err:
+        raise UserError(str(err)) from err
+    return 1 if a.strict and summary.skipped else 0
+
+
+def cmd_im2rec(a: argparse.Namespace) -> int:
+    """`fastrec im2rec ARGS` takes exactly im2rec.py's argument vector."""
+    return cmd_list(a) if a.list else cmd_pack(a)
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastrec", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"fastrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="write .lst files like im2rec.py --list")
+    p.add_argument("prefix", help="prefix of the .lst files to write")
+    p.add_argument("root", help="folder holding the images")
+    add_list_flags(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("pack", help="pack .lst files into .rec/.idx like im2rec.py, natively")
+    p.add_argument("prefix", help="prefix of the .lst files to pack (or a folder of them)")
+    p.add_argument("root", help="folder the .lst paths are relative to")
+    add_pack_flags(p)
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("im2rec", help="drop-in for `python im2rec.py ARGS` (list and pack modes)")
+    p.add_argument("prefix", help="prefix of input/output lst and rec files")
+    p.add_argument("root", help="path to folder containing images")
+    p.add_argument("--list", action="store_true", help="create an image list instead of a database")
+    add_list_flags(p)
+    add_pack_flags(p)
+    p.set_defaults(func=cmd_im2rec)
+
+    # -- stage commands are registered below this line --
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 2) if a.verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        return a.func(a) or 0
+    except UserError as err:
+        print(f"fastrec {a.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastrec {a.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

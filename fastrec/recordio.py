@@ -1,0 +1,238 @@
+"""MXNet RecordIO: the dmlc framing, the image record header (IRHeader) and the .idx index.
+
+The writer frames records in C (fastrec._native.recordio); `frame_py` and the readers here are
+the small pure-Python reference that tests check the C code and MXNet against. The format is
+described in shared/SPEC.md §1-2; in short:
+
+    segment  = magic(u32 LE) lrec(u32 LE: cflag<<29 | length) payload zero-pad-to-4
+    record   = one segment (cflag 0) or a chain 1, 2..., 3 split around aligned magic words
+    payload  = IRHeader '<IfQQ' (flag, label, id, id2) [flag x float32 labels] image bytes
+    .idx     = "<key>\\t<offset of the record's first segment>\\n" per record
+"""
+from __future__ import annotations
+
+import numbers
+import os
+import struct
+from typing import BinaryIO, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from fastrec._native.recordio import NativeRecordFile, frame
+
+MAGIC = 0xCED7230A
+MAGIC_BYTES = struct.pack("<I", MAGIC)
+LEN_BITS = 29
+MAX_RECORD_LEN = (1 << LEN_BITS) - 1
+CFLAG_FULL, CFLAG_FIRST, CFLAG_MIDDLE, CFLAG_LAST = 0, 1, 2, 3
+
+_HEADER = struct.Struct("<IfQQ")
+HEADER_SIZE = _HEADER.size  # 24
+
+__all__ = [
+    "IRHeader", "pack", "unpack", "frame", "frame_py", "RecordIOError",
+    "RecordWriter", "RecordReader", "IndexedRecordReader", "read_index", "record_end",
+]
+
+
+class RecordIOError(ValueError):
+    """A .rec or .idx file is not valid RecordIO; the message names the byte offset."""
+
+
+class IRHeader(NamedTuple):
+    """MXNet's image record header; `label` is a float or, with flag > 0, a float32 array."""
+
+    flag: int
+    label: object
+    id: int
+    id2: int
+
+
+def pack(header: IRHeader, s: bytes) -> bytes:
+    """Pack a header and payload exactly like `mxnet.recordio.pack`.
+
+    A scalar label (any numbers.Number) forces flag 0; any other label (list, array) is stored
+    as float32 values after the header, with flag = their count and a 0.0 header label.
+    """
+    flag, label, id_, id2 = header
+    if isinstance(label, numbers.Number):
+        return _HEADER.pack(0, label, id_, id2) + s
+    labels = np.asarray(label, dtype=np.float32)
+    return _HEADER.pack(labels.size, 0.0, id_, id2) + labels.astype("<f4").tobytes() + s
+
+
+def unpack(s: bytes) -> tuple[IRHeader, bytes]:
+    """Split a record payload into its IRHeader and the image bytes (`mxnet.recordio.unpack`)."""
+    if len(s) < HEADER_SIZE:
+        raise RecordIOError(f"record of {len(s)} bytes is shorter than the 24-byte IRHeader")
+    flag, label, id_, id2 = _HEADER.unpack_from(s)
+    s = s[HEADER_SIZE:]
+    if flag > 0:
+        if len(s) < 4 * flag:
+            raise RecordIOError(f"header flag {flag} promises {4 * flag} label bytes, record has {len(s)}")
+        label = np.frombuffer(s, dtype="<f4", count=flag)
+        s = s[4 * flag:]
+    return IRHeader(flag, label, id_, id2), s
+
+
+def frame_py(payload: bytes) -> bytes:
+    """Reference framing of one record (the C `frame` must give the same bytes)."""
+    n = len(payload)
+    if n > MAX_RECORD_LEN:
+        raise ValueError("RecordIO only accepts records shorter than 2^29 bytes")
+    out, start = [], 0
+    for i in range(0, n - n % 4, 4):
+        if payload[i:i + 4] == MAGIC_BYTES:
+            cflag = CFLAG_FIRST if start == 0 else CFLAG_MIDDLE
+            out.append(_segment_head(cflag, i - start) + payload[start:i])
+            start = i + 4  # the magic is implied by the segment boundary
+    rest = payload[start:]
+    cflag = CFLAG_FULL if start == 0 else CFLAG_LAST
+    out.append(_segment_head(cflag, len(rest)) + rest + b"\0" * (-len(rest) % 4))
+    return b"".join(out)
+
+
+def _segment_head(cflag: int, length: int) -> bytes:
+    return struct.pack("<II", MAGIC, cflag << LEN_BITS | length)
+
+
+def record_end(buf: bytes | memoryview, offset: int) -> int:
+    """Offset just past the record that starts at `offset` in `buf` (validating its framing)."""
+    pos, first = offset, True
+    while True:
+        if pos + 8 > len(buf):
+            raise RecordIOError(f"truncated segment header at byte {pos}")
+        magic, lrec = struct.unpack_from("<II", buf, pos)
+        if magic != MAGIC:
+            raise RecordIOError(f"bad magic 0x{magic:08x} at byte {pos}")
+        cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
+        if cflag > CFLAG_LAST or (first and cflag not in (CFLAG_FULL, CFLAG_FIRST)) or (
+                not first and cflag not in (CFLAG_MIDDLE, CFLAG_LAST)):
+            raise RecordIOError(f"unexpected cflag {cflag} at byte {pos}")
+        pos += 8 + length
+        if cflag in (CFLAG_FULL, CFLAG_LAST):
+            pos += -length % 4
+            if pos > len(buf):
+                raise RecordIOError(f"record at byte {offset} runs past the end of the data ({len(buf)} bytes)")
+            return pos
+        if pos > len(buf):
+            raise RecordIOError(f"record at byte {offset} runs past the end of the data ({len(buf)} bytes)")
+        first = False
+
+
+def _read_record(f: BinaryIO) -> bytes | None:
+    """Read one logical record from a file positioned at a record head; None at end of file."""
+    parts, first = [], True
+    while True:
+        pos = f.tell()
+        head = f.read(8)
+        if not head and first:
+            return None
+        if len(head) < 8:
+            raise RecordIOError(f"truncated segment header at byte {pos}")
+        magic, lrec = struct.unpack("<II", head)
+        if magic != MAGIC:
+            raise RecordIOError(f"bad magic 0x{magic:08x} at byte {pos}")
+        cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
+        data = f.read(length + (-length % 4 if cflag in (CFLAG_FULL, CFLAG_LAST) else 0))
+        if len(data) < length:
+            raise RecordIOError(f"segment at byte {pos} is truncated ({len(data)} of {length} bytes)")
+        parts.append(data[:length])
+        if cflag in (CFLAG_FULL, CFLAG_LAST):
+            return MAGIC_BYTES.join(parts)
+        first = False
+
+
+class RecordWriter:
+    """Write a .rec file (and, given `idx_path`, its .idx), byte-identical to MXIndexedRecordIO."""
+
+    def __init__(self, path: str | os.PathLike, idx_path: str | os.PathLike | None = None):
+        self._rec = NativeRecordFile(path, "wb")
+        self._idx = open(idx_path, "w", encoding="utf-8", newline="\n") if idx_path else None
+
+    def write(self, payload: bytes) -> int:
+        """Append one record; returns its byte offset."""
+        return self._rec.write(payload)
+
+    def write_idx(self, key: int, payload: bytes) -> int:
+        """Append one record and its index line `key<TAB>offset`."""
+        if self._idx is None:
+            raise ValueError("RecordWriter was opened without an idx_path")
+        pos = self._rec.write(payload)
+        self._idx.write(f"{int(key)}\t{pos}\n")
+        return pos
+
+    def tell(self) -> int:
+        return self._rec.tell()
+
+    def close(self) -> None:
+        self._rec.close()
+        if self._idx:
+            self._idx.close()
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RecordReader:
+    """Sequential reader of a .rec file; iterating yields each record's payload."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._f = open(self.path, "rb")
+
+    def read(self) -> bytes | None:
+        """The next record's payload, or None at end of file."""
+        return _read_record(self._f)
+
+    def seek(self, offset: int) -> None:
+        self._f.seek(offset)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (rec := self.read()) is not None:
+            yield rec
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_index(idx_path: str | os.PathLike) -> list[tuple[int, int]]:
+    """Parse a .idx file into (key, offset) pairs in file order."""
+    entries = []
+    with open(idx_path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.strip().split("\t")
+            try:
+                entries.append((int(fields[0]), int(fields[1])))
+            except (ValueError, IndexError):
+                raise RecordIOError(f"{idx_path}:{lineno}: not a 'key<TAB>offset' line: {line!r}") from None
+    return entries
+
+
+class IndexedRecordReader(RecordReader):
+    """Random access through the .idx: `read_idx(key)`, `keys` in file order (MXIndexedRecordIO)."""
+
+    def __init__(self, idx_path: str | os.PathLike, path: str | os.PathLike):
+        super().__init__(path)
+        entries = read_index(idx_path)
+        self.keys: Sequence[int] = [k for k, _ in entries]
+        self.idx = dict(entries)
+
+    def read_idx(self, key: int) -> bytes:
+        self.seek(self.idx[key])
+        rec = self.read()
+        if rec is None:
+            raise RecordIOError(f"index entry {key} points at the end of {self.path}")
+        return rec
