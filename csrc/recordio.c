@@ -57,10 +57,15 @@ int fr_recordio_frame(const uint8_t *payload, size_t n, fr_buf *out)
 
 void fr_irheader_write(uint8_t *dst, uint32_t flag, float label, uint64_t id, uint64_t id2)
 {
-    uint32_t label_bits;
-    memcpy(&label_bits, &label, 4);
     put_u32le(dst, flag);
-    put_u32le(dst + 4, label_bits);
+    fr_f32le_write(dst + 4, label);
     put_u64le(dst + 8, id);
     put_u64le(dst + 16, id2);
+}
+
+void fr_f32le_write(uint8_t *dst, float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    put_u32le(dst, bits);
 }

@@ -31,4 +31,7 @@ int fr_recordio_frame(const uint8_t *payload, size_t n, fr_buf *out);
 /* Write the 24-byte IRHeader (little-endian '<IfQQ') into dst. */
 void fr_irheader_write(uint8_t *dst, uint32_t flag, float label, uint64_t id, uint64_t id2);
 
+/* Write a float32 little-endian (labels after the header). */
+void fr_f32le_write(uint8_t *dst, float v);
+
 #endif

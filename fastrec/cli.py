@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_im2rec)
 
     # -- stage commands are registered below this line --
+    from fastrec import extract, filter as filter_, raid, split
+    for stage in (raid, extract, filter_, split):
+        stage.register(sub)
     return parser
 
 

@@ -32,6 +32,7 @@ HEADER_SIZE = _HEADER.size  # 24
 __all__ = [
     "IRHeader", "pack", "unpack", "frame", "frame_py", "RecordIOError",
     "RecordWriter", "RecordReader", "IndexedRecordReader", "read_index", "record_end",
+    "record_end_in_file",
 ]
 
 
@@ -118,6 +119,28 @@ def record_end(buf: bytes | memoryview, offset: int) -> int:
         if pos > len(buf):
             raise RecordIOError(f"record at byte {offset} runs past the end of the data ({len(buf)} bytes)")
         first = False
+
+
+def record_end_in_file(f: BinaryIO, offset: int, size: int) -> int | None:
+    """End of the record starting at `offset` in an open file of `size` bytes, or None when the
+    record is not whole there (bad head, wrong cflag sequence, or running past the end)."""
+    pos = offset
+    while True:
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            return None
+        magic, lrec = struct.unpack("<II", head)
+        cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
+        first = pos == offset
+        if magic != MAGIC or cflag > CFLAG_LAST or first != (cflag in (CFLAG_FULL, CFLAG_FIRST)):
+            return None
+        pos += 8 + length
+        if cflag in (CFLAG_FULL, CFLAG_LAST):
+            pos += -length % 4
+            return pos if pos <= size else None
+        if pos > size:
+            return None
 
 
 def _read_record(f: BinaryIO) -> bytes | None:

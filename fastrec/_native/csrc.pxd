@@ -21,3 +21,64 @@ cdef extern from "recordio.h" nogil:
     size_t fr_recordio_bound(size_t n)
     int fr_recordio_frame(const uint8_t *payload, size_t n, fr_buf *out)
     void fr_irheader_write(uint8_t *dst, uint32_t flag, float label, uint64_t id, uint64_t id2)
+    void fr_f32le_write(uint8_t *dst, float v)
+
+
+cdef extern from "status.h" nogil:
+    enum:
+        FR_OK
+        FR_NEEDS_FALLBACK
+        FR_STATUS_COUNT
+        FR_MESSAGE_LEN
+    const char *fr_status_name(int s)
+
+
+cdef extern from "resize.h" nogil:
+    ctypedef enum fr_filter:
+        FR_FILTER_TRIANGLE
+        FR_FILTER_BICUBIC
+        FR_FILTER_LANCZOS
+
+
+cdef extern from "pipeline.h" nogil:
+    ctypedef struct fr_options:
+        int resize
+        int center_crop
+        int color
+        int no_upscale
+        int pass_through
+        int raw_output
+        fr_filter filter
+        int quality
+        int subsampling
+        int fast_dct
+        uint64_t max_pixels
+        uint64_t max_bytes
+        int max_scans
+
+    ctypedef struct fr_record_head:
+        uint64_t id
+        uint32_t nlabels
+        float label
+        const float *labels
+
+    ctypedef struct fr_result:
+        int status
+        int in_width, in_height
+        int out_width, out_height
+        int scale_denom
+        uint64_t in_bytes
+        char message[200]
+
+    ctypedef struct fr_worker:
+        pass
+
+    fr_worker *fr_worker_new()
+    void fr_worker_free(fr_worker *w)
+    void fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh)
+    void fr_pack_file(fr_worker *w, const fr_options *o, const char *path, const fr_record_head *h,
+                      fr_buf *out, fr_result *res)
+    void fr_pack_bytes(fr_worker *w, const fr_options *o, const uint8_t *data, size_t len,
+                       const fr_record_head *h, fr_buf *out, fr_result *res)
+    void fr_pack_pixels(fr_worker *w, const fr_options *o, const uint8_t *px, int width, int height,
+                        int channels, size_t stride, const fr_record_head *h, fr_buf *out, fr_result *res)

@@ -1,0 +1,214 @@
+#include "decode.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+#include "exif.h"
+
+struct fr_decoder {
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    struct jpeg_progress_mgr progress;
+    jmp_buf escape;
+    int status;                 /* why we escaped */
+    int max_scans;
+    fr_buf pixels;
+    char message[FR_MESSAGE_LEN];
+};
+
+/* libjpeg reports fatal errors by calling error_exit, which must not return: jump back. */
+static void on_error(j_common_ptr c)
+{
+    fr_decoder *d = (fr_decoder *)c->client_data;
+    (*c->err->format_message)(c, d->message);
+    if (d->status == FR_OK)
+        d->status = c->err->msg_code == JERR_OUT_OF_MEMORY ? FR_SKIP_NO_MEMORY : FR_SKIP_CORRUPT;
+    if (c->err->msg_code == JERR_BAD_PRECISION || c->err->msg_code == JERR_NOT_COMPILED ||
+        c->err->msg_code == JERR_CONVERSION_NOTIMPL)
+        d->status = FR_SKIP_UNSUPPORTED;
+    longjmp(d->escape, 1);
+}
+
+/* Warnings that mean the picture is damaged end the decode; benign ones (extraneous
+ * bytes, unknown Adobe transform) are ignored, as every viewer does. */
+static void on_message(j_common_ptr c, int level)
+{
+    if (level >= 0)
+        return;  /* trace messages */
+    switch (c->err->msg_code) {
+    case JWRN_JPEG_EOF:
+        ((fr_decoder *)c->client_data)->status = FR_SKIP_TRUNCATED;
+        break;
+    case JWRN_HIT_MARKER:
+    case JWRN_HUFF_BAD_CODE:
+    case JWRN_ARITH_BAD_CODE:
+    case JWRN_MUST_RESYNC:
+    case JWRN_BOGUS_PROGRESSION:
+        ((fr_decoder *)c->client_data)->status = FR_SKIP_CORRUPT;
+        break;
+    default:
+        return;
+    }
+    on_error(c);
+}
+
+/* Called between scans and rows: bounds the work a crafted progressive file can cause. */
+static void on_progress(j_common_ptr c)
+{
+    fr_decoder *d = (fr_decoder *)c->client_data;
+    struct jpeg_decompress_struct *ci = (struct jpeg_decompress_struct *)c;
+    if (ci->progressive_mode && ci->input_scan_number > d->max_scans) {
+        d->status = FR_SKIP_TOO_MANY_SCANS;
+        snprintf(d->message, sizeof d->message, "progressive JPEG has more than %d scans", d->max_scans);
+        longjmp(d->escape, 1);
+    }
+}
+
+fr_decoder *fr_decoder_new(void)
+{
+    fr_decoder *volatile d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->cinfo.err = jpeg_std_error(&d->jerr);
+    d->jerr.error_exit = on_error;
+    d->jerr.emit_message = on_message;
+    d->cinfo.client_data = d;
+    if (setjmp(d->escape)) {
+        free(d);
+        return NULL;
+    }
+    jpeg_create_decompress(&d->cinfo);
+    d->progress.progress_monitor = on_progress;
+    d->cinfo.progress = &d->progress;
+    return d;
+}
+
+void fr_decoder_free(fr_decoder *d)
+{
+    if (!d)
+        return;
+    jpeg_destroy_decompress(&d->cinfo);
+    fr_buf_free(&d->pixels);
+    free(d);
+}
+
+const char *fr_decoder_message(const fr_decoder *d) { return d->message; }
+
+void fr_decoder_abort(fr_decoder *d) { jpeg_abort_decompress(&d->cinfo); }
+
+int fr_decode_header(fr_decoder *d, const uint8_t *data, size_t len, const fr_decode_limits *lim,
+                     int want_orientation, fr_jpeg_info *info)
+{
+    struct jpeg_decompress_struct *ci = &d->cinfo;
+    d->status = FR_OK;
+    d->message[0] = 0;
+    d->max_scans = lim->max_scans;
+    if (setjmp(d->escape)) {
+        jpeg_abort_decompress(ci);
+        return d->status;
+    }
+    jpeg_mem_src(ci, data, (unsigned long)len);
+    /* Only APP1 is kept (for EXIF), each marker capped by libjpeg at 64 KiB. */
+    jpeg_save_markers(ci, JPEG_APP0 + 1, want_orientation ? 0xFFFF : 0);
+    if (jpeg_read_header(ci, TRUE) != JPEG_HEADER_OK) {
+        snprintf(d->message, sizeof d->message, "no image in the JPEG stream");
+        jpeg_abort_decompress(ci);
+        return FR_SKIP_CORRUPT;
+    }
+    uint64_t pixels = (uint64_t)ci->image_width * ci->image_height;
+    if (pixels > lim->max_pixels) {
+        snprintf(d->message, sizeof d->message, "%ux%u is %llu pixels, above the limit of %llu",
+                 ci->image_width, ci->image_height, (unsigned long long)pixels,
+                 (unsigned long long)lim->max_pixels);
+        jpeg_abort_decompress(ci);
+        return FR_SKIP_TOO_MANY_PIXELS;
+    }
+    info->width = (int)ci->image_width;
+    info->height = (int)ci->image_height;
+    info->gray = ci->jpeg_color_space == JCS_GRAYSCALE;
+    info->cmyk = ci->jpeg_color_space == JCS_CMYK || ci->jpeg_color_space == JCS_YCCK;
+    info->progressive = ci->progressive_mode;
+    info->orientation = 1;
+    for (jpeg_saved_marker_ptr m = ci->marker_list; m && want_orientation; m = m->next) {
+        if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
+            info->orientation = fr_exif_orientation(m->data, m->data_length);
+            break;
+        }
+    }
+    return FR_OK;
+}
+
+/* Adobe CMYK JPEGs store inverted ink values, so R = C*K/255 etc. on the stored bytes. */
+static void cmyk_row_to_rgbx(uint8_t *row, int width)
+{
+    for (int x = 0; x < width; x++) {
+        uint8_t *p = row + 4 * x;
+        unsigned k = p[3];
+        p[0] = (uint8_t)((p[0] * k + 127) / 255);
+        p[1] = (uint8_t)((p[1] * k + 127) / 255);
+        p[2] = (uint8_t)((p[2] * k + 127) / 255);
+        p[3] = 255;
+    }
+}
+
+/* For grayscale output of a CMYK source (rare): convert a row in place to one byte per pixel. */
+static void cmyk_row_to_gray(uint8_t *row, int width)
+{
+    cmyk_row_to_rgbx(row, width);
+    for (int x = 0; x < width; x++) {
+        const uint8_t *p = row + 4 * x;
+        row[x] = (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 32768u) >> 16);
+    }
+}
+
+int fr_decode_pixels(fr_decoder *d, int denom, int channels, fr_pixels *out)
+{
+    struct jpeg_decompress_struct *ci = &d->cinfo;
+    int cmyk = ci->jpeg_color_space == JCS_CMYK || ci->jpeg_color_space == JCS_YCCK;
+    if (setjmp(d->escape)) {
+        jpeg_abort_decompress(ci);
+        return d->status;
+    }
+    ci->scale_num = 1;
+    ci->scale_denom = (unsigned)denom;
+    ci->dct_method = JDCT_ISLOW;
+    ci->out_color_space = cmyk ? JCS_CMYK : (channels == 1 ? JCS_GRAYSCALE : JCS_EXT_RGBX);
+    jpeg_calc_output_dimensions(ci);
+    int pix_bytes = cmyk ? 4 : channels;
+    size_t stride = (size_t)ci->output_width * pix_bytes;
+    d->pixels.len = 0;
+    if (fr_buf_reserve(&d->pixels, stride * ci->output_height)) {
+        snprintf(d->message, sizeof d->message, "cannot allocate %zu bytes", stride * ci->output_height);
+        jpeg_abort_decompress(ci);
+        return FR_SKIP_NO_MEMORY;
+    }
+    jpeg_start_decompress(ci);
+    while (ci->output_scanline < ci->output_height) {
+        JSAMPROW rows[16];
+        int n = 0;
+        for (; n < 16 && ci->output_scanline + n < ci->output_height; n++)
+            rows[n] = d->pixels.data + (ci->output_scanline + n) * stride;
+        JDIMENSION first = ci->output_scanline;
+        JDIMENSION got = jpeg_read_scanlines(ci, rows, (JDIMENSION)n);
+        if (cmyk)
+            for (JDIMENSION r = 0; r < got; r++) {
+                uint8_t *row = d->pixels.data + (first + r) * stride;
+                if (channels == 1)
+                    cmyk_row_to_gray(row, (int)ci->output_width);
+                else
+                    cmyk_row_to_rgbx(row, (int)ci->output_width);
+            }
+    }
+    jpeg_finish_decompress(ci);
+    out->px = d->pixels.data;
+    out->width = (int)ci->output_width;
+    out->height = (int)ci->output_height;
+    out->channels = channels;
+    out->stride = stride;  /* CMYK-to-gray rows keep the 4-byte stride */
+    return d->status;
+}

@@ -1,0 +1,29 @@
+/* JPEG encoding with libjpeg(-turbo) into a growable buffer; one fr_encoder per thread. */
+#ifndef FASTREC_ENCODE_H
+#define FASTREC_ENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buffer.h"
+#include "status.h"
+
+typedef struct fr_encoder fr_encoder;
+
+typedef struct {
+    int quality;       /* 1..100 */
+    int subsampling;   /* 420, 422 or 444 (colour only) */
+    int fast_dct;      /* 0: accurate integer DCT (default), 1: fast integer DCT */
+} fr_encode_params;
+
+fr_encoder *fr_encoder_new(void);
+void fr_encoder_free(fr_encoder *e);
+
+/* Encode width x height pixels (channels 4 = RGBX, 1 = gray) as a baseline JFIF JPEG,
+ * appended to out. Returns FR_OK or FR_SKIP_NO_MEMORY / FR_SKIP_CORRUPT with a message. */
+int fr_encode_jpeg(fr_encoder *e, const uint8_t *px, int width, int height, int channels,
+                   size_t stride, const fr_encode_params *p, fr_buf *out);
+
+const char *fr_encoder_message(const fr_encoder *e);
+
+#endif

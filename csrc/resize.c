@@ -1,0 +1,268 @@
+#include "resize.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <emmintrin.h>
+#define FR_HAVE_SSE2 1
+#endif
+
+#define PREC 14                    /* fixed-point bits of a coefficient */
+#define ROUND (1 << (PREC - 1))
+
+typedef struct {
+    int taps;                      /* max taps per output sample */
+    int *first;                    /* first source index of each output sample */
+    int16_t *k;                    /* taps coefficients per output sample, zero padded */
+} axis_plan;
+
+static double sinc(double x)
+{
+    if (x == 0.0)
+        return 1.0;
+    x *= 3.14159265358979323846;
+    return sin(x) / x;
+}
+
+static double filter_eval(fr_filter f, double x)
+{
+    x = fabs(x);
+    switch (f) {
+    case FR_FILTER_TRIANGLE:
+        return x < 1.0 ? 1.0 - x : 0.0;
+    case FR_FILTER_BICUBIC: {    /* Catmull-Rom (a = -0.5): sharp, little ringing */
+        const double a = -0.5;
+        if (x < 1.0)
+            return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+        if (x < 2.0)
+            return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+        return 0.0;
+    }
+    case FR_FILTER_LANCZOS:
+        return x < 3.0 ? sinc(x) * sinc(x / 3.0) : 0.0;
+    }
+    return 0.0;
+}
+
+static double filter_support(fr_filter f)
+{
+    return f == FR_FILTER_TRIANGLE ? 1.0 : f == FR_FILTER_BICUBIC ? 2.0 : 3.0;
+}
+
+static int axis_taps(fr_filter f, double len, int out)
+{
+    double scale = len / out;
+    return (int)ceil(filter_support(f) * (scale > 1.0 ? scale : 1.0)) * 2 + 1;
+}
+
+static size_t axis_bytes(int taps, int out)
+{
+    return (((size_t)out * sizeof(int) + (size_t)out * taps * sizeof(int16_t) + 15) & ~(size_t)15)
+           + (size_t)taps * sizeof(double);
+}
+
+/* Tap tables mapping `out` samples onto the source interval [x0, x0+len) of a `size` axis,
+ * laid out in `mem` (axis_bytes() long). */
+static void plan_axis(uint8_t *mem, axis_plan *p, int size, double x0, double len, int out, fr_filter f)
+{
+    double scale = len / out;
+    double fscale = scale > 1.0 ? scale : 1.0;        /* widen the filter when shrinking */
+    double support = filter_support(f) * fscale;
+    int taps = axis_taps(f, len, out);
+    p->taps = taps;
+    p->first = (int *)mem;
+    p->k = (int16_t *)(mem + (size_t)out * sizeof(int));
+    double *w = (double *)(mem + axis_bytes(taps, out) - (size_t)taps * sizeof(double));
+    for (int i = 0; i < out; i++) {
+        double center = x0 + (i + 0.5) * scale;
+        int lo = (int)floor(center - support);
+        int hi = (int)ceil(center + support);
+        if (lo < 0)
+            lo = 0;
+        if (hi > size)
+            hi = size;
+        if (hi - lo > taps)
+            hi = lo + taps;
+        if (hi <= lo) {           /* degenerate box at the very edge: nearest pixel */
+            lo = center < 0 ? 0 : (int)center >= size ? size - 1 : (int)center;
+            hi = lo + 1;
+        }
+        double sum = 0.0;
+        for (int j = lo; j < hi; j++) {
+            w[j - lo] = filter_eval(f, (j + 0.5 - center) / fscale);
+            sum += w[j - lo];
+        }
+        int16_t *k = p->k + (size_t)i * taps;
+        memset(k, 0, taps * sizeof *k);
+        if (sum == 0.0) {
+            w[0] = sum = 1.0;
+            hi = lo + 1;
+        }
+        /* Normalise so that flat areas stay flat; put the rounding residue on the biggest tap. */
+        int total = 0, biggest = 0;
+        for (int j = 0; j < hi - lo; j++) {
+            k[j] = (int16_t)lrint(w[j] / sum * (1 << PREC));
+            total += k[j];
+            if (k[j] > k[biggest])
+                biggest = j;
+        }
+        k[biggest] += (int16_t)((1 << PREC) - total);
+        /* Anchor every sample's window inside [0, size - taps] so kernels can read `taps` pixels. */
+        int first = lo;
+        if (first + taps > size) {
+            int shift = first + taps - size;
+            if (shift > first)
+                shift = first;
+            memmove(k + shift, k, (taps - shift) * sizeof *k);
+            memset(k, 0, shift * sizeof *k);
+            first -= shift;
+        }
+        p->first[i] = first;
+    }
+}
+
+static inline uint8_t clip8(int v)
+{
+    v >>= PREC;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* Number of taps a kernel may read past `first` without leaving the row. */
+static inline int usable(const axis_plan *p, int i, int size)
+{
+    int n = size - p->first[i];
+    return n < p->taps ? n : p->taps;
+}
+
+/* Horizontal pass, 4 bytes per pixel. */
+static void hpass4(const axis_plan *p, int size, const uint8_t *src, uint8_t *dst, int dw)
+{
+    for (int i = 0; i < dw; i++) {
+        const uint8_t *s = src + (size_t)p->first[i] * 4;
+        const int16_t *k = p->k + (size_t)i * p->taps;
+        int n = usable(p, i, size);
+#ifdef FR_HAVE_SSE2
+        __m128i acc = _mm_set1_epi32(ROUND);
+        const __m128i zero = _mm_setzero_si128();
+        int j = 0;
+        for (; j + 1 < n; j += 2) {
+            /* two pixels -> (r0 r1 g0 g1 b0 b1 x0 x1) as int16, then a pairwise multiply-add */
+            __m128i px = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(s + 4 * j)), zero);
+            px = _mm_unpacklo_epi16(px, _mm_srli_si128(px, 8));
+            __m128i kk = _mm_set1_epi32((int)((uint32_t)(uint16_t)k[j] | (uint32_t)(uint16_t)k[j + 1] << 16));
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(px, kk));
+        }
+        if (j < n) {
+            uint32_t one;
+            memcpy(&one, s + 4 * j, 4);
+            __m128i px = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128((int)one), zero), zero);
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(px, _mm_set1_epi32((uint16_t)k[j])));
+        }
+        acc = _mm_srai_epi32(acc, PREC);
+        acc = _mm_packs_epi32(acc, acc);
+        acc = _mm_packus_epi16(acc, acc);
+        uint32_t v = (uint32_t)_mm_cvtsi128_si32(acc);
+        memcpy(dst + 4 * i, &v, 4);
+#else
+        int a0 = ROUND, a1 = ROUND, a2 = ROUND, a3 = ROUND;
+        for (int j = 0; j < n; j++) {
+            a0 += k[j] * s[4 * j];
+            a1 += k[j] * s[4 * j + 1];
+            a2 += k[j] * s[4 * j + 2];
+            a3 += k[j] * s[4 * j + 3];
+        }
+        dst[4 * i] = clip8(a0);
+        dst[4 * i + 1] = clip8(a1);
+        dst[4 * i + 2] = clip8(a2);
+        dst[4 * i + 3] = clip8(a3);
+#endif
+    }
+}
+
+static void hpass1(const axis_plan *p, int size, const uint8_t *src, uint8_t *dst, int dw)
+{
+    for (int i = 0; i < dw; i++) {
+        const uint8_t *s = src + p->first[i];
+        const int16_t *k = p->k + (size_t)i * p->taps;
+        int n = usable(p, i, size), a = ROUND;
+        for (int j = 0; j < n; j++)
+            a += k[j] * s[j];
+        dst[i] = clip8(a);
+    }
+}
+
+/* Vertical pass for one output row: a weighted sum of source rows, vectorised across x. */
+static void vrow(const axis_plan *p, int i, int size, const uint8_t *src, size_t stride,
+                 uint8_t *dst, int nbytes, int32_t *acc)
+{
+    const int16_t *k = p->k + (size_t)i * p->taps;
+    int n = usable(p, i, size);
+    for (int x = 0; x < nbytes; x++)
+        acc[x] = ROUND;
+    for (int j = 0; j < n; j++) {
+        int32_t c = k[j];
+        if (!c)
+            continue;
+        const uint8_t *row = src + (size_t)(p->first[i] + j) * stride;
+        for (int x = 0; x < nbytes; x++)
+            acc[x] += c * row[x];
+    }
+    for (int x = 0; x < nbytes; x++)
+        dst[x] = clip8(acc[x]);
+}
+
+int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, double bw, double bh,
+              uint8_t *dst, int dw, int dh, fr_filter filter)
+{
+    int ch = src->channels;
+    axis_plan px, py;
+    size_t xbytes = axis_bytes(axis_taps(filter, bw, dw), dw);
+    size_t ybytes = axis_bytes(axis_taps(filter, bh, dh), dh);
+    r->coeffs.len = 0;
+    if (fr_buf_reserve(&r->coeffs, xbytes + ybytes))
+        return -1;
+    plan_axis(r->coeffs.data, &px, src->width, x0, bw, dw, filter);
+    plan_axis(r->coeffs.data + xbytes, &py, src->height, y0, bh, dh, filter);
+    /* The horizontal pass is the costly one: run it on whichever side has fewer rows. */
+    int hfirst = src->height <= dh;
+    int tmp_w = hfirst ? dw : src->width;
+    int tmp_h = hfirst ? src->height : dh;
+    size_t tmp_stride = (size_t)tmp_w * ch;
+    size_t acc_bytes = ((size_t)(hfirst ? dw : src->width) * ch) * sizeof(int32_t);
+    r->temp.len = 0;
+    if (fr_buf_reserve(&r->temp, tmp_stride * tmp_h + acc_bytes + 16))
+        return -1;
+    uint8_t *tmp = r->temp.data;
+    int32_t *acc = (int32_t *)(((uintptr_t)(tmp + tmp_stride * tmp_h) + 15) & ~(uintptr_t)15);
+    if (hfirst) {
+        /* only the rows the vertical taps touch */
+        int ylo = py.first[0], yhi = py.first[dh - 1] + usable(&py, dh - 1, src->height);
+        for (int y = ylo; y < yhi; y++) {
+            const uint8_t *s = src->px + (size_t)y * src->stride;
+            uint8_t *t = tmp + (size_t)y * tmp_stride;
+            if (ch == 4)
+                hpass4(&px, src->width, s, t, dw);
+            else
+                hpass1(&px, src->width, s, t, dw);
+        }
+        for (int y = 0; y < dh; y++)
+            vrow(&py, y, src->height, tmp, tmp_stride, dst + (size_t)y * dw * ch, dw * ch, acc);
+    } else {
+        for (int y = 0; y < dh; y++) {
+            uint8_t *t = tmp + (size_t)y * tmp_stride;
+            vrow(&py, y, src->height, src->px, src->stride, t, src->width * ch, acc);
+            if (ch == 4)
+                hpass4(&px, src->width, t, dst + (size_t)y * dw * ch, dw);
+            else
+                hpass1(&px, src->width, t, dst + (size_t)y * dw * ch, dw);
+        }
+    }
+    return 0;
+}
+
+void fr_resizer_free(fr_resizer *r)
+{
+    fr_buf_free(&r->coeffs);
+    fr_buf_free(&r->temp);
+}

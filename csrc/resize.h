@@ -1,0 +1,36 @@
+/* Antialiased separable resampling of 8-bit images (4 bytes per pixel or 1).
+ *
+ * The source is a fractional box of the input (a reduced-DCT decode covers W*k/8 source
+ * pixels, not its rounded-up size), the output an exact integer size. Filter support
+ * grows with the reduction ratio, so shrinking never aliases the way 2-tap bilinear does.
+ * Coefficients are computed once per call in 14-bit fixed point, shared by every row.
+ */
+#ifndef FASTREC_RESIZE_H
+#define FASTREC_RESIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buffer.h"
+
+typedef enum { FR_FILTER_TRIANGLE = 0, FR_FILTER_BICUBIC = 1, FR_FILTER_LANCZOS = 2 } fr_filter;
+
+typedef struct {
+    fr_buf coeffs;   /* per-axis tap tables */
+    fr_buf temp;     /* intermediate image between the two passes */
+} fr_resizer;
+
+typedef struct {
+    const uint8_t *px;
+    int width, height, channels;
+    size_t stride;
+} fr_image_in;
+
+/* Resample box (x0, y0, bw, bh) of `src` to dw x dh pixels written to dst (stride dw*channels).
+ * Returns 0, or -1 when out of memory. */
+int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, double bw, double bh,
+              uint8_t *dst, int dw, int dh, fr_filter filter);
+
+void fr_resizer_free(fr_resizer *r);
+
+#endif

@@ -1,0 +1,206 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The pack core: one Worker per thread turns batches of files into framed records without the GIL."""
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, calloc, free
+
+from fastrec._native.csrc cimport (
+    fr_buf, fr_buf_free, fr_options, fr_record_head, fr_result, fr_worker, fr_worker_new,
+    fr_worker_free, fr_pack_file, fr_pack_bytes, fr_pack_pixels, fr_output_size, fr_status_name,
+    FR_STATUS_COUNT, FR_FILTER_TRIANGLE, FR_FILTER_BICUBIC, FR_FILTER_LANCZOS,
+)
+
+FILTERS = {"triangle": FR_FILTER_TRIANGLE, "bicubic": FR_FILTER_BICUBIC, "lanczos": FR_FILTER_LANCZOS}
+STATUS_NAMES = tuple(fr_status_name(i).decode() for i in range(FR_STATUS_COUNT))
+OK, NEEDS_FALLBACK = 0, 1
+
+
+def output_size(int width, int height, int resize, bint no_upscale=False):
+    """im2rec's output geometry for a (width, height) image: the shorter edge becomes `resize`."""
+    cdef fr_options o
+    cdef int ow, oh
+    o.resize = resize
+    o.no_upscale = no_upscale
+    fr_output_size(&o, width, height, &ow, &oh)
+    return ow, oh
+
+
+cdef class _Heads:
+    """C record heads for a batch, built under the GIL, read without it."""
+    cdef fr_record_head *heads
+    cdef float *labels
+    cdef Py_ssize_t n
+
+    def __cinit__(self, list ids, list labels):
+        cdef Py_ssize_t i, j, nl = 0, pos = 0
+        self.n = len(ids)
+        for lab in labels:
+            if isinstance(lab, tuple):
+                nl += len(lab)
+        self.heads = <fr_record_head *>calloc(max(self.n, 1), sizeof(fr_record_head))
+        self.labels = <float *>malloc(max(nl, 1) * sizeof(float))
+        if not self.heads or not self.labels:
+            raise MemoryError()
+        for i in range(self.n):
+            self.heads[i].id = ids[i]
+            lab = labels[i]
+            if isinstance(lab, tuple):       # multi-label: flag = count, labels after the header
+                self.heads[i].nlabels = len(lab)
+                self.heads[i].labels = self.labels + pos
+                for j in range(len(lab)):
+                    self.labels[pos] = lab[j]
+                    pos += 1
+            else:
+                self.heads[i].label = lab
+
+    def __dealloc__(self):
+        free(self.heads)
+        free(self.labels)
+
+
+cdef tuple _result_tuple(fr_result *r, size_t end):
+    return (r.status, end, r.message.decode("utf-8", "replace"), r.in_width, r.in_height,
+            r.out_width, r.out_height, r.scale_denom, r.in_bytes)
+
+
+cdef class Worker:
+    """Per-thread decoder, encoder and buffers, reused across images.
+
+    Parameters mirror im2rec: resize (shorter edge, 0 keeps the size), center_crop, color
+    (1, 0, -1), quality (1-100); plus no_upscale, pass_through, filter ("triangle", "bicubic",
+    "lanczos"), subsampling (420, 422, 444), fast_dct, and the limits max_pixels, max_bytes
+    (per file) and max_scans (progressive JPEG scans). With raw=True a "record" is the
+    unframed header followed by the raw RGB (or gray) rows, for encoders other than JPEG.
+    """
+    cdef fr_worker *w
+    cdef fr_options o
+
+    def __cinit__(self, int resize=0, bint center_crop=False, int color=1, bint no_upscale=False,
+                  bint pass_through=False, str filter="lanczos", int quality=95, int subsampling=420,
+                  bint fast_dct=False, uint64_t max_pixels=178956970, uint64_t max_bytes=1 << 28,
+                  int max_scans=100, bint raw=False):
+        if not 1 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+        if subsampling not in (420, 422, 444):
+            raise ValueError(f"subsampling must be 420, 422 or 444, got {subsampling}")
+        if color not in (-1, 0, 1):
+            raise ValueError(f"color must be -1, 0 or 1, got {color}")
+        if filter not in FILTERS:
+            raise ValueError(f"filter must be one of {', '.join(FILTERS)}, got {filter!r}")
+        self.o.resize = resize
+        self.o.center_crop = center_crop
+        self.o.color = color
+        self.o.no_upscale = no_upscale
+        self.o.pass_through = pass_through
+        self.o.filter = FILTERS[filter]
+        self.o.quality = quality
+        self.o.subsampling = subsampling
+        self.o.fast_dct = fast_dct
+        self.o.max_pixels = max_pixels
+        self.o.max_bytes = max_bytes
+        self.o.max_scans = max_scans
+        self.o.raw_output = raw
+        self.w = fr_worker_new()
+        if self.w == NULL:
+            raise MemoryError("cannot create the JPEG decoder/encoder")
+
+    def __dealloc__(self):
+        fr_worker_free(self.w)
+
+    def pack_files(self, list ids, list labels, list paths):
+        """Pack files into framed records: returns (records, results).
+
+        `labels[i]` is a float (flag 0) or a tuple of floats (flag = its length); `paths[i]` is
+        bytes. `records` holds the framed records of the items whose status is OK, back to back;
+        results[i] = (status, end offset in records, message, in_w, in_h, out_w, out_h,
+        scale_denom, in_bytes).
+        """
+        cdef Py_ssize_t i, n = len(paths)
+        cdef _Heads heads = _Heads(ids, labels)
+        cdef const char **cpaths = <const char **>malloc(max(n, 1) * sizeof(char *))
+        cdef fr_result *res = <fr_result *>malloc(max(n, 1) * sizeof(fr_result))
+        cdef size_t *ends = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        cdef fr_buf out
+        out.data = NULL
+        out.len = out.cap = 0
+        try:
+            if not cpaths or not res or not ends:
+                raise MemoryError()
+            for i in range(n):
+                cpaths[i] = <bytes>paths[i]
+            with nogil:
+                for i in range(n):
+                    fr_pack_file(self.w, &self.o, cpaths[i], &heads.heads[i], &out, &res[i])
+                    ends[i] = out.len
+            blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
+            return blob, [_result_tuple(&res[i], ends[i]) for i in range(n)]
+        finally:
+            free(cpaths)
+            free(res)
+            free(ends)
+            fr_buf_free(&out)
+
+    def pack_bytes(self, list ids, list labels, list datas):
+        """Like pack_files, from in-memory file contents (bytes-like objects)."""
+        cdef Py_ssize_t i, n = len(datas)
+        cdef _Heads heads = _Heads(ids, labels)
+        cdef const uint8_t **ptrs = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
+        cdef size_t *lens = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        cdef fr_result *res = <fr_result *>malloc(max(n, 1) * sizeof(fr_result))
+        cdef size_t *ends = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        cdef const uint8_t[::1] view
+        cdef fr_buf out
+        out.data = NULL
+        out.len = out.cap = 0
+        views = [memoryview(d).cast("B") for d in datas]  # keeps the buffers alive
+        try:
+            if not ptrs or not lens or not res or not ends:
+                raise MemoryError()
+            for i in range(n):
+                view = views[i]
+                lens[i] = view.shape[0]
+                ptrs[i] = &view[0] if lens[i] else NULL
+            with nogil:
+                for i in range(n):
+                    fr_pack_bytes(self.w, &self.o, ptrs[i], lens[i], &heads.heads[i], &out, &res[i])
+                    ends[i] = out.len
+            blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
+            return blob, [_result_tuple(&res[i], ends[i]) for i in range(n)]
+        finally:
+            free(ptrs)
+            free(lens)
+            free(res)
+            free(ends)
+            fr_buf_free(&out)
+
+    def pack_pixels(self, pixels, id, label):
+        """Pack an already decoded, upright image (uint8 array HxW, HxWx3 or HxWx4): (record, result)."""
+        cdef const uint8_t[:, :, ::1] px3
+        cdef const uint8_t[:, ::1] px2
+        cdef const uint8_t *data
+        cdef int height, width, channels
+        cdef size_t stride
+        cdef _Heads heads = _Heads([id], [label])
+        cdef fr_result res
+        cdef fr_buf out
+        out.data = NULL
+        out.len = out.cap = 0
+        mv = memoryview(pixels)
+        if mv.ndim == 2:
+            px2 = mv
+            height, width, channels = px2.shape[0], px2.shape[1], 1
+            data, stride = &px2[0, 0], px2.strides[0]
+        elif mv.ndim == 3 and mv.shape[2] in (3, 4):
+            px3 = mv
+            height, width, channels = px3.shape[0], px3.shape[1], px3.shape[2]
+            data, stride = &px3[0, 0, 0], px3.strides[0]
+        else:
+            raise ValueError(f"pixels must be HxW, HxWx3 or HxWx4 uint8, got shape {mv.shape}")
+        try:
+            with nogil:
+                fr_pack_pixels(self.w, &self.o, data, width, height, channels, stride,
+                               &heads.heads[0], &out, &res)
+            blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
+            return blob, _result_tuple(&res, out.len)
+        finally:
+            fr_buf_free(&out)

@@ -1,0 +1,125 @@
+"""`fastrec filter`: move classes with too few images out of the tree (never delete them).
+
+A class is a visible sub-folder of ROOT; its image count is the number of files directly inside
+it whose extension is an image extension (`fastrec.lists.DEFAULT_EXTS` unless told), i.e. what
+`fastrec list --recursive` gives that class's label. Classes below the minimum move, whole, to
+`MOVE_TO/<class>` by `fastrec.fsutil.move`: a rename on one filesystem, copy + verify + remove
+across filesystems. Running it again changes nothing: the kept classes pass, the moved ones are
+no longer in ROOT. An interrupted cross-filesystem move is finished by the rerun.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from fastrec import fsutil
+from fastrec.lists import DEFAULT_EXTS
+
+log = logging.getLogger(__name__)
+
+
+class FilterError(Exception):
+    """The filter cannot run; the message names the path and what to do."""
+
+
+@dataclass
+class FilterSummary:
+    """What `filter_classes` found and did. Counts are (class name, number of images)."""
+
+    kept: list[tuple[str, int]] = field(default_factory=list)
+    moved: list[tuple[str, int]] = field(default_factory=list)   # moved now (or would, dry run)
+    finished: list[str] = field(default_factory=list)  # interrupted moves this run completed
+    dry_run: bool = False
+
+    @property
+    def kept_images(self) -> int:
+        return sum(n for _, n in self.kept)
+
+    @property
+    def moved_images(self) -> int:
+        return sum(n for _, n in self.moved)
+
+
+def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[str] = DEFAULT_EXTS,
+                   dry_run: bool = False, progress: str = "off") -> FilterSummary:
+    """Move every class of `root` with fewer than `min_images` images to `move_to/<class>`.
+
+    root: the tree whose sub-folders are classes. min_images: the least number of images a
+    class keeps its place with (a count, default none: required). move_to: where small classes
+    go; created if missing; must not overlap `root`. exts: lower-case image extensions, default
+    `fastrec.lists.DEFAULT_EXTS`. dry_run: report only, change nothing. progress: "auto", "on"
+    or "off" (default) for a progress bar over classes.
+    """
+    exts = tuple(e.lower() for e in exts)
+    if min_images < 0:
+        raise FilterError(f"--min-images must be 0 or more, got {min_images}")
+    if not os.path.isdir(root):
+        raise FilterError(f"image root {root!r} does not exist or is not a folder")
+    if os.path.exists(move_to) and not os.path.isdir(move_to):
+        raise FilterError(f"--move-to {move_to!r} exists and is not a folder; choose a folder")
+    try:
+        fsutil.refuse_nesting(root, "ROOT", move_to, "--move-to")
+    except fsutil.MoveError as err:
+        raise FilterError(str(err)) from err
+    summary = FilterSummary(dry_run=dry_run)
+    small: list[tuple[str, int]] = []
+    for name in fsutil.class_folders(root):
+        n = len(fsutil.list_images(os.path.join(root, name), exts))
+        (small if n < min_images else summary.kept).append((name, n))
+    for name, _ in small:   # refuse before anything moves
+        dst = os.path.join(move_to, name)
+        if os.path.lexists(dst) and not os.path.isdir(dst):
+            raise FilterError(f"cannot move class {name!r}: {dst!r} exists and is not a folder; "
+                              f"move it away and run again")
+    if dry_run:
+        summary.moved = small
+        return summary
+    crash = fsutil.CrashAfter()
+    with fsutil.make_progress(progress) as bar:
+        task = bar.add_task("filter: moving classes", total=len(small))
+        for name, n in small:
+            src, dst = os.path.join(root, name), os.path.join(move_to, name)
+            if os.path.lexists(dst):
+                summary.finished.append(name)   # an interrupted cross-filesystem move
+            try:
+                fsutil.move(src, dst)
+            except fsutil.MoveError as err:
+                raise FilterError(str(err)) from err
+            log.info("moved %s (%d images) to %s", src, n, dst)
+            summary.moved.append((name, n))
+            bar.advance(task)
+            crash.tick()
+    return summary
+
+
+# ---------------------------------------------------------------- command line
+def cmd_filter(a: argparse.Namespace) -> int:
+    from fastrec.cli import UserError
+    try:
+        s = filter_classes(a.root, a.min_images, a.move_to, exts=a.exts, dry_run=a.dry_run,
+                           progress=a.progress)
+    except FilterError as err:
+        raise UserError(str(err)) from err
+    verb = "would move" if s.dry_run else "moved"
+    for name, n in s.moved:
+        print(f"{verb}\t{name}\t{n}")
+    print(f"{len(s.kept)} classes kept ({s.kept_images} images); {len(s.moved)} classes {verb} "
+          f"to {a.move_to} ({s.moved_images} images)")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("filter", help="move classes with too few images out of the tree")
+    p.add_argument("root", help="folder whose sub-folders are the classes")
+    p.add_argument("--min-images", type=int, default=500,
+                   help="classes with fewer images than this are moved (default 500)")
+    p.add_argument("--move-to", required=True, help="folder the small classes are moved into")
+    p.add_argument("--exts", nargs="+", default=list(DEFAULT_EXTS),
+                   help="extensions counted as images (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="only print what would move")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar (auto: only on a terminal)")
+    p.set_defaults(func=cmd_filter)
