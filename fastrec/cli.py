@@ -93,6 +93,36 @@ def cmd_im2rec(a: argparse.Namespace) -> int:
     return cmd_list(a) if a.list else cmd_pack(a)
 
 
+def cmd_verify(a: argparse.Namespace) -> int:
+    from fastrec.verify import verify
+    reports = verify(a.prefix, decode=a.decode, resize=a.resize)
+    if not reports:
+        raise UserError(f"no .rec file matches {a.prefix!r}")
+    for report in reports:
+        for line in report.lines():
+            print(line)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from fastrec.inspect_rec import collect, contact_sheet, report_lines
+    from fastrec.recordio import RecordIOError
+    from fastrec.verify import find_recs
+    recs = find_recs(a.prefix)
+    if not recs:
+        raise UserError(f"no .rec file matches {a.prefix!r}")
+    try:
+        for rec in recs:
+            first, stats = collect(rec, a.head)
+            print("\n".join(report_lines(rec, first, stats)))
+        if a.contact_sheet:
+            n = contact_sheet(recs[0], a.contact_sheet, a.sample)
+            print(f"contact sheet of {n} images from {recs[0]}: {a.contact_sheet}")
+    except RecordIOError as err:
+        raise UserError(f"{err} (run `fastrec verify` for a full report)") from err
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastrec", description=__doc__.splitlines()[0] if __doc__ else None)
@@ -119,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_list_flags(p)
     add_pack_flags(p)
     p.set_defaults(func=cmd_im2rec)
+
+    p = sub.add_parser("verify", help="check the framing, index and headers of .rec files")
+    p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
+    p.add_argument("--decode", action="store_true", help="also decode every image")
+    p.add_argument("--resize", type=int, default=None,
+                   help="with --decode: the shorter edge every image must have")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("inspect", help="show record headers, label counts and image sizes of .rec files")
+    p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
+    p.add_argument("--head", type=int, default=10, help="print the first N record headers")
+    p.add_argument("--contact-sheet", metavar="FILE.png", help="write a grid of sampled images")
+    p.add_argument("--sample", type=int, default=48, help="images on the contact sheet")
+    p.set_defaults(func=cmd_inspect)
 
     # -- stage commands are registered below this line --
     from fastrec import extract, filter as filter_, raid, split

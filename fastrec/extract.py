@@ -427,7 +427,10 @@ class _Run:
             _check_class(cls)
             link_rel = None
             if m.islnk():
-                lparts = _split_name(m.linkname)
+                try:
+                    lparts = _split_name(m.linkname)
+                except _Refused as err:
+                    raise _Refused(f"hard link target {m.linkname!r}: {err}") from None
                 if writer is not None:
                     lparts = lparts[1:] if lparts[0] == cls and len(lparts) > 1 else lparts
                 elif len(lparts) > 1 and lparts[0] == cls:
@@ -495,6 +498,8 @@ def extract(archives: Sequence[str], dest: str, options: ExtractOptions | None =
         bytes_task = bar.add_task("extract: archives read", total=total)
         classes_task = bar.add_task("extract: classes done", total=None)
         run = _Run(dest, opts, bar, bytes_task, classes_task)
+        log.info("extracting %d archives into %s; members checked with %s", len(paths), dest,
+                 run.summary.checks)
         try:
             if opts.jobs > 1 and len(paths) > 1:
                 with ThreadPoolExecutor(min(opts.jobs, len(paths)), "extract-read") as readers:
@@ -511,7 +516,6 @@ def extract(archives: Sequence[str], dest: str, options: ExtractOptions | None =
     s = run.summary
     for lst in (s.extracted, s.skipped, s.refused, s.corrupt):
         lst.sort()
-    log.info("checked members with %s", s.checks)
     return s
 
 

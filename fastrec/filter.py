@@ -88,7 +88,7 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
                 fsutil.move(src, dst)
             except fsutil.MoveError as err:
                 raise FilterError(str(err)) from err
-            log.info("moved %s (%d images) to %s", src, n, dst)
+            log.debug("moved %s (%d images) to %s", src, n, dst)
             summary.moved.append((name, n))
             bar.advance(task)
             crash.tick()

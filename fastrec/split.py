@@ -162,7 +162,7 @@ def split_classes(root: str, val_root: str, per_class: int, seed: int = 0, *,
         if old != header:
             diff = [k for k in header if old.get(k) != header[k]]
             raise SplitError(f"split manifest {manifest!r} was written with other arguments "
-                             f"({', '.join(diff)} differ); rerun with those, undo it with "
+                             f"({', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}); rerun with those, undo it with "
                              f"`fastrec split --undo {manifest}`, or pass another --manifest")
         summary.resumed = True
         summary.classes = len({os.path.dirname(d) for _, d in moves})
