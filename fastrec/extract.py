@@ -68,12 +68,15 @@ class ExtractOptions:
     """How `extract` works. jobs: worker threads (default 4). buffer_bytes: inner tars held in
     memory at once, in bytes (default 1 GiB; a larger inner tar is streamed by its reader).
     fsync: make each file durable before its class is marked done (default True). progress:
-    "auto" (on a terminal), "on" or "off" (default)."""
+    "auto" (on a terminal), "on" or "off" (default). also_done: folders where a class folder
+    also counts as done (e.g. where `fastrec filter` moved small classes), so a rerun of the
+    whole chain does not extract them again (default none)."""
 
     jobs: int = 4
     buffer_bytes: int = 1 << 30
     fsync: bool = True
     progress: str = "off"
+    also_done: Sequence[str] = ()
 
 
 @dataclass
@@ -363,7 +366,7 @@ class _Run:
                 log.warning("refused %s: class %r already comes from %s", where, cls, other)
                 return None
             self.claimed[cls] = where
-            if os.path.isdir(os.path.join(self.dest, cls)):
+            if any(os.path.isdir(os.path.join(d, cls)) for d in (self.dest, *self.opts.also_done)):
                 self.summary.skipped.append(cls)
                 return None
         return _ClassWriter(self, cls, where)
@@ -525,7 +528,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
     if len(a.paths) < 2:
         raise UserError("give at least one ARCHIVE and the DEST folder")
     opts = ExtractOptions(jobs=a.jobs, fsync=not a.no_fsync, progress=a.progress,
-                          buffer_bytes=a.buffer_mib << 20)
+                          buffer_bytes=a.buffer_mib << 20, also_done=tuple(a.skip_classes_in))
     try:
         s = extract(a.paths[:-1], a.paths[-1], opts)
     except ExtractError as err:
@@ -548,6 +551,8 @@ def register(subparsers) -> None:
                    help="MiB of inner tars held in memory at once (default 1024)")
     p.add_argument("--no-fsync", action="store_true",
                    help="do not fsync files (faster; a crash may leave classes marked done but incomplete)")
+    p.add_argument("--skip-classes-in", action="append", default=[], metavar="DIR",
+                   help="a class with a folder in DIR counts as done too (e.g. filter's --move-to); repeatable")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     p.set_defaults(func=cmd_extract)

@@ -320,13 +320,20 @@ class _Outputs:
         return len(chunks), written
 
     def close(self, sync: bool = True) -> None:
+        """Flush and fsync (sync=True), or, after a failure, just close: --resume cuts any torn tail."""
         for f in (self.rec, self.idx, self.skip):
             try:
                 if sync:
                     f.flush()
                     os.fsync(f.fileno())
-            finally:
                 f.close()
+            except OSError as err:
+                if sync:
+                    raise PackError(f"closing {f.name} failed: {err.strerror}; rerun with --resume") from err
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
 
 def _batches(items: Sequence[ListItem], size: int) -> Iterator[Sequence[ListItem]]:

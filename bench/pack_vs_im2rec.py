@@ -1,0 +1,474 @@
+"""Benchmark `fastrec pack` against MXNet's im2rec.py and against a libjpeg-turbo ceiling.
+
+For every image tree it writes one .lst (`fastrec list --recursive`) and then, for each
+thread count and in interleaved rounds, times whole processes:
+
+* ``im2rec``         python im2rec.py PREFIX ROOT --resize R --quality Q --num-thread T
+* ``fastrec``        fastrec pack PREFIX ROOT --resize R --quality Q --num-thread T
+* ``fastrec-noup``   the same with --no-upscale (ImageNet-sized trees only)
+* start-up          each of the above on an empty .lst
+* ``fastrec 3x``     fastrec on a list that repeats the entries 3 times (peak RSS must not grow)
+* ``ceiling``        bench/ceiling.c: one thread, files preloaded, decode-at-scale + resize +
+                     encode in a tight C loop (compiled here with gcc -O3 against -ljpeg and
+                     csrc/resize.c, csrc/buffer.c)
+
+Wall time, CPU time (user+sys of the child and its reaped children) and peak RSS (ru_maxrss,
+the largest single process) come from os.wait4.  Steady-state images/s subtracts the start-up
+time measured in the same round: N / (t_run - t_empty).  Ratios are medians of per-round ratios
+(each round runs every configuration once, in a rotated order), so slow phases of a noisy,
+shared machine hit both sides of a ratio.
+
+    .venv/bin/python bench/pack_vs_im2rec.py                    # both trees, threads 1,2, 3 rounds
+    .venv/bin/python bench/pack_vs_im2rec.py --tree imagenet --repeat 5
+    .venv/bin/python bench/pack_vs_im2rec.py --tree /data/photos --threads 1,2,4
+
+Prints a markdown table and writes bench/results/pack_vs_im2rec-<time>.json (+ .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+CACHE = BENCH / ".cache"
+RESULTS = BENCH / "results"
+TREE_DEFAULTS = {"imagenet": 300, "camera": 16}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float          # user + sys seconds of the child and the children it reaped
+    maxrss_mb: float    # largest resident set of any single process in the tree
+    stdout: str
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> Run:
+    """Run cmd to completion; wall time, CPU time and peak RSS of it via os.wait4."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = p.stdout.read()   # the pipe closes when every process holding it has exited
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stdout.close()
+    text = out.decode(errors="replace")
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} exited {p.returncode}:\n{text[-3000:]}")
+    return Run(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, text)
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def build_tree(kind: str, count: int, seed: int) -> Path:
+    """A cached tree from bench/images.py (built once, reused)."""
+    root = CACHE / "trees" / f"{kind}-{count}-s{seed}"
+    stamp = root / ".complete"
+    if not stamp.exists():
+        if root.exists():
+            shutil.rmtree(root)
+        cmd = [sys.executable, str(BENCH / "images.py"), str(root), "--kind", kind,
+               "--count", str(count), "--seed", str(seed)]
+        if kind == "imagenet":
+            cmd += ["--classes", "4"]
+        print(f"# building {kind} tree: {' '.join(cmd)}", file=sys.stderr)
+        subprocess.run(cmd, check=True, stdout=sys.stderr)
+        stamp.write_text("ok\n")
+    return root
+
+
+def im2rec_path() -> Path:
+    spec = importlib.util.find_spec("mxnet")   # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("mxnet is not installed in this Python (its tools/im2rec.py is the baseline)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "tools" / "im2rec.py"
+    if not path.exists():
+        raise SystemExit(f"{path} not found")
+    return path
+
+
+def fastrec_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "fastrec"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("fastrec")
+    return [found] if found else [sys.executable, "-m", "fastrec"]
+
+
+def build_ceiling(work: Path) -> Path:
+    exe = work / "ceiling"
+    cmd = ["gcc", "-O3", "-std=gnu11", "-Wall", f"-I{REPO / 'csrc'}", str(BENCH / "ceiling.c"),
+           str(REPO / "csrc" / "resize.c"), str(REPO / "csrc" / "buffer.c"), "-ljpeg", "-lm",
+           "-o", str(exe)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"building the ceiling failed:\n{' '.join(cmd)}\n{res.stderr}")
+    return exe
+
+
+def lst_entries(lst: Path) -> list[list[str]]:
+    return [line.rstrip("\n").split("\t") for line in lst.read_text().splitlines() if line.strip()]
+
+
+def write_lst(path: Path, rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("\t".join(r) + "\n" for r in rows))
+
+
+def record_count(prefix: Path) -> int:
+    idx = prefix.with_suffix(".idx")
+    return sum(1 for _ in idx.open()) if idx.exists() else 0
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+@dataclass
+class Tree:
+    name: str
+    root: Path
+    n: int
+    mean_kb: float
+    lists: dict = field(default_factory=dict)   # variant -> Path of the .lst ("full", "empty", "x3")
+    pathfile: Path | None = None                # absolute paths for the ceiling
+    small: bool = False                         # ImageNet-sized (short edge < resize): also --no-upscale
+
+
+def prepare_tree(name: str, root: Path, work: Path, resize: int) -> Tree:
+    tdir = work / name
+    full = tdir / "full" / "data.lst"
+    full.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(fastrec_cmd() + ["list", str(full.with_suffix("")), str(root), "--recursive"],
+                   check=True, stdout=subprocess.DEVNULL)
+    rows = lst_entries(full)
+    if not rows:
+        raise SystemExit(f"no images found under {root}")
+    write_lst(tdir / "empty" / "data.lst", [])
+    x3 = [[str(i), *r[1:]] for i, r in enumerate(rows * 3)]
+    write_lst(tdir / "x3" / "data.lst", x3)
+    paths = [str(root / r[-1]) for r in rows]
+    pathfile = tdir / "paths.txt"
+    pathfile.write_text("\n".join(paths) + "\n")
+    sizes = [os.path.getsize(p) for p in paths]
+    # ImageNet-sized: most images have a short edge below the target (im2rec upscales them).
+    from PIL import Image   # header-only reads
+    short = []
+    for p in paths[:50]:
+        with Image.open(p) as im:
+            short.append(min(im.size))
+    small = statistics.median(short) < resize
+    t = Tree(name, root, len(rows), sum(sizes) / len(sizes) / 1024, pathfile=pathfile, small=small)
+    t.lists = {"full": full, "empty": tdir / "empty" / "data.lst", "x3": tdir / "x3" / "data.lst"}
+    return t
+
+
+def job_list(trees: list[Tree], threads: list[int], args) -> list[tuple]:
+    """Every (tree, tool, threads, variant) run of one round."""
+    jobs = []
+    for t in trees:
+        for T in threads:
+            jobs += [(t, "im2rec", T, "full"), (t, "im2rec", T, "empty"),
+                     (t, "fastrec", T, "full"), (t, "fastrec", T, "empty")]
+            if t.small:
+                jobs.append((t, "fastrec-noup", T, "full"))
+                jobs.append((t, "fastrec", T, "x3"))
+        jobs.append((t, "ceiling", 1, "full"))
+        if t.small:
+            jobs.append((t, "ceiling-noup", 1, "full"))
+    return jobs
+
+
+def command(job, args, im2rec: Path, ceiling: Path, work: Path) -> tuple[list[str], Path]:
+    t, tool, T, variant = job
+    lst = t.lists[variant]
+    # Each tool packs into its own folder holding only this list: im2rec.py packs *every*
+    # PREFIX*.lst it finds next to the prefix.
+    run_dir = work / t.name / f"{tool}-{variant}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prefix = run_dir / "data"
+    shutil.copyfile(lst, prefix.with_suffix(".lst"))
+    common = ["--resize", str(args.resize), "--quality", str(args.quality), "--num-thread", str(T)]
+    if tool == "im2rec":
+        return [sys.executable, str(im2rec), str(prefix), str(t.root)] + common, prefix
+    if tool.startswith("fastrec"):
+        extra = ["--no-upscale"] if tool == "fastrec-noup" else []
+        return fastrec_cmd() + ["pack", str(prefix), str(t.root)] + common + extra, prefix
+    extra = ["--no-upscale"] if tool == "ceiling-noup" else []
+    return [str(ceiling), str(t.pathfile), "--resize", str(args.resize), "--quality", str(args.quality),
+            "--passes", str(args.ceiling_passes)] + extra, prefix
+
+
+def run_rounds(trees, threads, args, im2rec, ceiling, work) -> dict:
+    jobs = job_list(trees, threads, args)
+    raw: dict[tuple, list[dict]] = {}
+    for r in range(args.repeat):
+        k = (r * len(jobs)) // max(args.repeat, 1)
+        order = jobs[k:] + jobs[:k] if r % 2 == 0 else list(reversed(jobs[k:] + jobs[:k]))
+        for job in order:
+            t, tool, T, variant = job
+            cmd, prefix = command(job, args, im2rec, ceiling, work)
+            for ext in (".rec", ".idx"):
+                prefix.with_suffix(ext).unlink(missing_ok=True)
+            run = timed(cmd)
+            rec = {"round": r, "wall_s": run.wall, "cpu_s": run.cpu, "maxrss_mb": run.maxrss_mb}
+            if tool.startswith("ceiling"):
+                c = json.loads(run.stdout.strip().splitlines()[-1])
+                rec.update(ceiling=c, images_per_s=c["median_images_per_s"],
+                           cpu_s_per_image=c["cpu_s_per_image"])
+            else:
+                n = {"full": t.n, "x3": 3 * t.n, "empty": 0}[variant]
+                got = record_count(prefix)
+                if got != n:
+                    print(f"# warning: {tool} {t.name} T={T} {variant}: {got} records, expected {n}",
+                          file=sys.stderr)
+                rec["records"] = got
+            raw.setdefault((t.name, tool, T, variant), []).append(rec)
+            print(f"# round {r} {t.name:9s} {tool:13s} T={T} {variant:5s} {run.wall:7.3f} s "
+                  f"cpu {run.cpu:7.3f} s rss {run.maxrss_mb:6.1f} MB", file=sys.stderr)
+    return raw
+
+
+def summarize(trees, threads, raw, args) -> tuple[list[dict], dict]:
+    """Per (tree, tool, threads): medians and paired per-round ratios."""
+    def rounds(key):
+        return {x["round"]: x for x in raw.get(key, [])}
+
+    def steady(tree, tool, T, variant="full"):
+        """Per round: images/s with that round's start-up (empty list, same tool) removed."""
+        base = "fastrec" if tool.startswith("fastrec") else tool
+        full, empty = rounds((tree.name, tool, T, variant)), rounds((tree.name, base, T, "empty"))
+        n = tree.n * (3 if variant == "x3" else 1)
+        out = {}
+        for r, x in full.items():
+            if r in empty and x["wall_s"] > empty[r]["wall_s"]:
+                out[r] = n / (x["wall_s"] - empty[r]["wall_s"])
+        return out
+
+    def whole(tree, tool, T, variant="full"):
+        n = tree.n * (3 if variant == "x3" else 1)
+        return {r: n / x["wall_s"] for r, x in rounds((tree.name, tool, T, variant)).items()}
+
+    def ceil_rate(tree, tool="ceiling"):
+        return {r: x["images_per_s"] for r, x in rounds((tree.name, tool, 1, "full")).items()}
+
+    def ratio(a: dict, b: dict):
+        return med([a[r] / b[r] for r in a if r in b and b[r]])
+
+    rows = []
+    for t in trees:
+        tools = ["im2rec", "fastrec"] + (["fastrec-noup"] if t.small else [])
+        for tool in tools:
+            for T in threads:
+                key = (t.name, tool, T, "full")
+                xs = raw.get(key, [])
+                if not xs:
+                    continue
+                base = "fastrec" if tool.startswith("fastrec") else tool
+                emp = raw.get((t.name, base, T, "empty"), [])
+                st = steady(t, tool, T)
+                row = {
+                    "tree": t.name, "tool": tool, "threads": T, "images": t.n,
+                    "images_per_s": med(whole(t, tool, T).values()),
+                    "steady_images_per_s": med(st.values()),
+                    "cpu_ms_per_image": 1000 * med([x["cpu_s"] for x in xs]) / t.n,
+                    "steady_cpu_ms_per_image": med(
+                        [1000 * (x["cpu_s"] - e["cpu_s"]) / t.n for x in xs for e in emp
+                         if e["round"] == x["round"]]),
+                    "peak_rss_mb": max(x["maxrss_mb"] for x in xs),
+                    "startup_s": med([e["wall_s"] for e in emp]),
+                    "startup_rss_mb": max((e["maxrss_mb"] for e in emp), default=None),
+                }
+                if tool.startswith("fastrec"):
+                    row["vs_im2rec_whole"] = ratio(whole(t, tool, T), whole(t, "im2rec", T))
+                    row["vs_im2rec_steady"] = ratio(st, steady(t, "im2rec", T))
+                    if tool == "fastrec" and T == 1:
+                        row["vs_ceiling_steady"] = ratio(st, ceil_rate(t))
+                    if tool == "fastrec-noup" and T == 1:
+                        row["vs_ceiling_noup_steady"] = ratio(st, ceil_rate(t, "ceiling-noup"))
+                    if tool == "fastrec-noup":
+                        row["vs_fastrec_upscale_steady"] = ratio(st, steady(t, "fastrec", T))
+                if T != threads[0]:
+                    row["vs_1thread_steady"] = ratio(st, steady(t, tool, threads[0]))
+                    row["vs_1thread_whole"] = ratio(whole(t, tool, T), whole(t, tool, threads[0]))
+                x3 = raw.get((t.name, tool, T, "x3"), [])
+                if x3:
+                    row["peak_rss_mb_3x"] = max(x["maxrss_mb"] for x in x3)
+                    row["steady_images_per_s_3x_minus_1x"] = med(
+                        [2 * t.n / (x["wall_s"] - f["wall_s"]) for x in x3 for f in xs
+                         if f["round"] == x["round"] and x["wall_s"] > f["wall_s"]])
+                rows.append(row)
+        for tool in ["ceiling"] + (["ceiling-noup"] if t.small else []):
+            xs = raw.get((t.name, tool, 1, "full"), [])
+            if xs:
+                rows.append({"tree": t.name, "tool": tool, "threads": 1, "images": t.n,
+                             "images_per_s": med([x["images_per_s"] for x in xs]),
+                             "steady_images_per_s": med([x["images_per_s"] for x in xs]),
+                             "cpu_ms_per_image": 1000 * med([x["cpu_s_per_image"] for x in xs]),
+                             "scales": {k: v for k, v in xs[0]["ceiling"].items() if k.startswith("scale_")}})
+    return rows, {}
+
+
+def fmt(x, spec=".0f", suffix=""):
+    return "—" if x is None else f"{x:{spec}}{suffix}"
+
+
+def table(rows, trees, threads) -> str:
+    hdr = ("| tree | tool | threads | images/s (whole run) | images/s (steady) | CPU ms/img (whole / steady) "
+           "| peak RSS MB | start-up s | fastrec ÷ im2rec (steady / whole) | ÷ 1 thread (steady) "
+           "| ÷ ceiling (steady) |")
+    lines = [hdr, "|" + "|".join(["---"] * 11) + "|"]
+    for r in rows:
+        ceil = r["tool"].startswith("ceiling")
+        rss = fmt(r.get("peak_rss_mb"), ".0f")
+        if r.get("peak_rss_mb_3x") is not None:
+            rss += f" (3× list: {r['peak_rss_mb_3x']:.0f})"
+        vs_im2rec = "—"
+        if r.get("vs_im2rec_steady") is not None:
+            vs_im2rec = f"**{r['vs_im2rec_steady']:.2f}×** / {r['vs_im2rec_whole']:.2f}×"
+        vs_ceil = r.get("vs_ceiling_steady", r.get("vs_ceiling_noup_steady"))
+        lines.append("| " + " | ".join([
+            r["tree"], r["tool"] + (" (C, preloaded)" if ceil else ""), str(r["threads"]),
+            fmt(r["images_per_s"], ".1f"),
+            fmt(r.get("steady_images_per_s"), ".1f") if not ceil else "—",
+            (fmt(r["cpu_ms_per_image"], ".2f") + " / " + fmt(r.get("steady_cpu_ms_per_image"), ".2f"))
+            if not ceil else fmt(r["cpu_ms_per_image"], ".2f"),
+            rss if not ceil else "—",
+            fmt(r.get("startup_s"), ".3f"),
+            vs_im2rec,
+            fmt(r.get("vs_1thread_steady"), ".2f", "×"),
+            fmt(vs_ceil, ".1%") if vs_ceil is not None else "—",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def extras(rows) -> str:
+    out = []
+    for r in rows:
+        if r.get("vs_fastrec_upscale_steady") is not None:
+            out.append(f"- {r['tree']}, T={r['threads']}: `--no-upscale` is "
+                       f"{r['vs_fastrec_upscale_steady']:.2f}× the images/s of the default upscale "
+                       f"(steady state).")
+        if r.get("steady_images_per_s_3x_minus_1x") is not None:
+            out.append(f"- {r['tree']}, {r['tool']} T={r['threads']}: peak RSS {r['peak_rss_mb']:.0f} MB "
+                       f"for {r['images']} images, {r['peak_rss_mb_3x']:.0f} MB for {3 * r['images']}; "
+                       f"steady rate from (3N−N)/(t₃ₓ−t₁ₓ): "
+                       f"{r['steady_images_per_s_3x_minus_1x']:.1f} images/s.")
+        if r["tool"].startswith("ceiling") and r.get("scales"):
+            s = r["scales"]
+            out.append(f"- {r['tree']} {r['tool']}: DCT scales used 1/1:{s['scale_1']} 1/2:{s['scale_2']} "
+                       f"1/4:{s['scale_4']} 1/8:{s['scale_8']}.")
+    return "\n".join(out)
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    jpeg = subprocess.run(["sh", "-c", "dpkg-query -W -f='${Version}' libjpeg62-turbo 2>/dev/null"],
+                          capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "libjpeg_turbo": jpeg}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tree", action="append",
+                   help="imagenet, camera or a folder of images (repeatable; default: imagenet and camera)")
+    p.add_argument("--imagenet-count", type=int, default=TREE_DEFAULTS["imagenet"])
+    p.add_argument("--camera-count", type=int, default=TREE_DEFAULTS["camera"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resize", type=int, default=480)
+    p.add_argument("--quality", type=int, default=90)
+    p.add_argument("--threads", default="1,2", help="comma-separated --num-thread values")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
+    p.add_argument("--ceiling-passes", type=int, default=1, help="passes over the files per ceiling run")
+    p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--label", default="", help="text added to the results file name")
+    args = p.parse_args(argv)
+    threads = [int(x) for x in args.threads.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="fastrec-bench-")) if args.work is None else args.work
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        trees = []
+        for spec in args.tree or ["imagenet", "camera"]:
+            if spec in TREE_DEFAULTS:
+                count = args.imagenet_count if spec == "imagenet" else args.camera_count
+                root = build_tree(spec, count, args.seed)
+                name = spec
+            else:
+                root = Path(spec).resolve()
+                name = root.name
+            trees.append(prepare_tree(name, root, work, args.resize))
+        im2rec = im2rec_path()
+        ceiling = build_ceiling(work)
+        for t in trees:
+            print(f"# tree {t.name}: {t.n} images, mean {t.mean_kb:.1f} KiB, {t.root}", file=sys.stderr)
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        raw = run_rounds(trees, threads, args, im2rec, ceiling, work)
+        rows, _ = summarize(trees, threads, raw, args)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    md = table(rows, trees, threads)
+    notes = extras(rows)
+    info = machine()
+    head = (f"Measured {started:%Y-%m-%d %H:%M} UTC on {info['cpus']} CPUs ({info['cpu']}), "
+            f"libjpeg-turbo {info['libjpeg_turbo'] or '?'}, Python {info['python']}; "
+            f"--resize {args.resize} --quality {args.quality}, {args.repeat} interleaved rounds, "
+            f"{time.perf_counter() - t0:.0f} s in all.\n"
+            + "".join(f"Tree {t.name}: {t.n} images, mean {t.mean_kb:.1f} KiB.\n" for t in trees))
+    report = head + "\n" + md + "\n\n" + notes + "\n"
+    print(report)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"pack_vs_im2rec-{started:%Y%m%dT%H%M%SZ}" + (f"-{args.label}" if args.label else "")
+    payload = {
+        "started_utc": started.isoformat(), "machine": info,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "trees": [{"name": t.name, "root": str(t.root), "images": t.n, "mean_kib": t.mean_kb,
+                   "imagenet_sized": t.small} for t in trees],
+        "rows": rows,
+        "raw": [{"tree": k[0], "tool": k[1], "threads": k[2], "list": k[3], "runs": v}
+                for k, v in raw.items()],
+    }
+    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (args.out / f"{stem}.md").write_text(report)
+    print(f"# wrote {args.out / stem}.json and .md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
