@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE := $(wildcard csrc/*.c csrc/*.h fastrec/_native/*.pyx fastrec/_native/*.pxd) setup.py
 DEMO := demo
 
-.PHONY: install system-deps demo test bench fuzz clean
+.PHONY: install system-deps demo test bench fuzz fuzz-build fuzz-smoke clean
 
 install: system-deps $(VENV)/.deps fastrec/_native/.built
 
@@ -36,8 +36,35 @@ demo: install
 	$(VENV)/bin/fastrec pack $(DEMO)/data $(DEMO)/images --resize 480 --quality 90 --num-thread 2
 	$(PY) -m fastrec.demo_check $(DEMO)/data
 
-test: install
+test: install fuzz-smoke
 	$(PY) -m pytest -q tests
+
+# Coverage-guided fuzzing of the native path (libFuzzer + AddressSanitizer + UBSan, clang).
+# `make test` runs it for FUZZ_SMOKE_SECONDS; `make fuzz` for FUZZ_SECONDS. Crashes land in
+# tests/fuzz_regressions/, which the test suite replays.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_FLAGS = -rss_limit_mb=2048 -timeout=10 -artifact_prefix=tests/fuzz_regressions/
+
+fuzz-build: install
+	@command -v clang >/dev/null && [ -n "$$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a | grep /)" ] || { \
+	  echo "installing clang and its sanitizer runtimes (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-dev || \
+	  $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev; }
+	mkdir -p build/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc \
+	  fuzz/fuzz_pack.c csrc/*.c -ljpeg -o build/fuzz/fuzz_pack
+	[ -d build/fuzz/seeds ] || $(PY) fuzz/seed_corpus.py build/fuzz/seeds
+
+fuzz-smoke: fuzz-build
+	@build/fuzz/fuzz_pack build/fuzz/corpus build/fuzz/seeds tests/fuzz_regressions \
+	  -max_total_time=$(FUZZ_SMOKE_SECONDS) $(FUZZ_FLAGS) > build/fuzz/smoke.log 2>&1 \
+	  || { tail -n 60 build/fuzz/smoke.log; echo "fuzz smoke run FAILED: see tests/fuzz_regressions/"; exit 1; }
+	@echo "fuzz smoke run: $$(grep -E '^Done' build/fuzz/smoke.log)"
+
+fuzz: fuzz-build
+	build/fuzz/fuzz_pack build/fuzz/corpus build/fuzz/seeds tests/fuzz_regressions \
+	  -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS)
 
 bench: install
 	$(PIP) install -q -e ".[bench]" --no-build-isolation

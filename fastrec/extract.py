@@ -418,6 +418,8 @@ class _Run:
                 return
             if writer is not None:
                 cls = writer.cls
+                if parts == [cls] and m.isdir():
+                    return   # the class folder's own entry
                 rel = parts[1:] if parts[0] == cls and len(parts) > 1 else parts
             elif len(parts) == 1:
                 if m.isdir():
@@ -513,9 +515,12 @@ def extract(archives: Sequence[str], dest: str, options: ExtractOptions | None =
                     run.archive(p)
             for f in run.futures:
                 f.result()
-        finally:
-            if run.pool is not None:
-                run.pool.shutdown(wait=True)
+        except BaseException:
+            if run.pool is not None:   # stop queued classes; their partial folders are redone next run
+                run.pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        if run.pool is not None:
+            run.pool.shutdown(wait=True)
     s = run.summary
     for lst in (s.extracted, s.skipped, s.refused, s.corrupt):
         lst.sort()

@@ -105,9 +105,12 @@ def _write_manifest(path: str, header: dict, moves: list[tuple[str, str]]) -> No
 
 def _plan(root: str, val_root: str, per_class: int, seed: int, exts: Sequence[str]) -> tuple[int, list]:
     too_few, clashes, moves = [], [], []
-    classes = fsutil.class_folders(root)
-    for cls in classes:
+    classes = []
+    for cls in fsutil.class_folders(root):
         names = fsutil.list_images(os.path.join(root, cls), exts)
+        if not names:
+            continue   # no images: not a class for `fastrec list` either
+        classes.append(cls)
         if len(names) <= per_class:
             too_few.append(f"{cls} ({len(names)})")
             continue

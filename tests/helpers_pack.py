@@ -102,41 +102,39 @@ class Record:
 def read_with_mxnet(rec: Path) -> list[Record]:
     """Every record of REC (with its .idx), read by the real MXNet, in .idx order.
 
-    Also checks the .idx against the .rec: offsets are where mxnet's sequential reader
-    finds each record, in order, with no bytes before, between or after the records.
+    Also checks the .idx against the .rec: mxnet's sequential reader finds exactly one record
+    per .idx line, in order; mxnet's read_idx(key) reads that same record; and the offsets are
+    where the records start, back to back, filling the file.
     """
     import mxnet as mx
     idx = rec.with_suffix(".idx")
     entries = read_index(idx)
+    seq = mx.recordio.MXRecordIO(str(rec), "r")
+    payloads = []
+    while (s := seq.read()) is not None:
+        payloads.append(s)
+    seq.close()
+    assert len(payloads) == len(entries), f"{rec}: {len(payloads)} records, {len(entries)} .idx lines"
     reader = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
     try:
         assert list(reader.keys) == [k for k, _ in entries]
-        seq = mx.recordio.MXRecordIO(str(rec), "r")
-        positions, payloads = [], []
-        while True:
-            pos = seq.tell()
-            s = seq.read()
-            if s is None:
-                break
-            positions.append(pos)
-            payloads.append(s)
-        seq.close()
-        assert positions == [off for _, off in entries], f"{idx} offsets do not match the records of {rec}"
-        out = []
+        out, last = [], {}
         for (key, off), s in zip(entries, payloads):
             header, img = mx.recordio.unpack(s)
             out.append(Record(key, off, header.flag, header.label, header.id, header.id2, img))
-        # the indexed reader agrees with the sequential one (first occurrence of a key)
-        for key in dict.fromkeys(reader.keys):
-            first = next(r for r in out if r.key == key)
-            assert mx.recordio.unpack(reader.read_idx(key))[1] == first.image
+            last[key] = s
+        for key, s in last.items():    # mxnet's index keeps the last line of a repeated key
+            assert reader.read_idx(key) == s, f"{idx}: the offset of key {key} is not its record"
     finally:
         reader.close()
-    # the file is exactly the records: the fastrec reader ends where the last one ends
-    with RecordReader(rec) as rr:
-        while rr.read() is not None:
-            pass
-        assert rr.tell() == rec.stat().st_size
+    with RecordReader(rec) as rr:       # offsets are where each record starts, back to back
+        starts = []
+        while True:
+            starts.append(rr.tell())
+            if rr.read() is None:
+                break
+        assert starts[:-1] == [off for _, off in entries]
+        assert starts[-1] == rec.stat().st_size
     return out
 
 

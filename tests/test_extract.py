@@ -1,6 +1,7 @@
 """fastrec.extract: the three input forms, safety, corruption, resumability, interruption."""
 from __future__ import annotations
 
+import io
 import os
 import random
 import shutil
@@ -186,7 +187,7 @@ def test_cli_crash_mid_extract_then_rerun(dataset, reference, tmp_path):
 
 def test_cli_sigkill_mid_extract_then_rerun(tmp_path):
     """A real SIGKILL at an arbitrary moment (with fsync on, so the run takes a while)."""
-    counts = {f"n{i:03d}": 60 for i in range(40)}
+    counts = {f"n{i:03d}": 30 for i in range(24)}
     ds = make_outer_tar(str(tmp_path / "big.tar"), counts, seed=5, hostile=False)
     dest = tmp_path / "train"
     p = popen_cli("extract", ds.outer, str(dest), "--jobs", "2")
@@ -234,3 +235,21 @@ def test_end_checked_info_flags_missing_end_marker(tmp_path):
     s = extract([str(arch)], str(tmp_path / "out"), FAST)
     assert s.extracted == [] and "end-of-archive" in s.corrupt[0].reason
     assert not os.path.exists(tmp_path / "out" / "n")
+
+
+def test_inner_tar_layouts_and_compression(tmp_path):
+    """Inner tars may repeat their class folder, use ./ names, nest, or be gzipped."""
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as t:
+        _special(t, "n5", tarfile.DIRTYPE)
+        _add(t, "n5/a.jpg", b"a")
+        _add(t, "./b.jpg", b"b")
+        _add(t, "sub/c.jpg", b"c")
+    outer = tmp_path / "o.tar"
+    with tarfile.open(outer, "w") as t:
+        _add(t, "train/n5.tar.gz", inner.getvalue())
+    for jobs in (1, 2):
+        dest = tmp_path / f"out{jobs}"
+        s = extract([str(outer)], str(dest), ExtractOptions(jobs=jobs, fsync=False))
+        assert s.extracted == ["n5"] and s.files == 3
+        assert tree(str(dest / "n5")).keys() == {"a.jpg", "b.jpg", "sub", os.path.join("sub", "c.jpg")}

@@ -632,6 +632,28 @@ def test_truncated_tail_is_reported(tmp_path):
     r.close()
 
 
+def _seg(cflag: int, body: bytes = b"") -> bytes:
+    return MAGIC + struct.pack("<I", cflag << 29 | len(body)) + body + b"\0" * (-len(body) % 4)
+
+
+@pytest.mark.parametrize("buf,start,bad_at", [
+    (frame(MAGIC), 8, 8),                          # starts on a last segment (cflag 3)
+    (frame(b"1234" + MAGIC * 2 + b"5"), 16, 16),   # starts on a middle segment (cflag 2)
+    (_seg(1) + _seg(0, b"x"), 0, 8),               # a first segment followed by a new record
+    (_seg(1) + _seg(1, b"x"), 0, 8),
+    (_seg(2, b"ab") + _seg(3), 0, 0),
+    (_seg(4, b"ab"), 0, 0),                        # cflag 4..7 do not exist
+    (_seg(1) + _seg(7), 0, 8),
+], ids=["starts-on-last", "starts-on-middle", "first-then-full", "first-then-first",
+        "middle-first", "cflag-4", "cflag-7"])
+def test_record_end_rejects_bad_cflag_sequences(buf, start, bad_at):
+    """`record_end` accepts only 0, or 1 (2...) 3, like dmlc's splitter ("Invalid RecordIO
+    Format"), and names the offending segment's offset."""
+    with pytest.raises(RecordIOError) as e:
+        record_end(buf, start)
+    assert bad_at in _offset_named(e.value)
+
+
 def test_bad_index_line_is_reported(tmp_path):
     """A blank or non-numeric .idx line is a RecordIOError (a ValueError, as in MXNet) naming
     the file and line."""

@@ -32,11 +32,12 @@ def root(tmp_path):
 
 def test_split_counts_and_manifest(root, tmp_path):
     val = tmp_path / "val"
+    (root / "empty").mkdir()   # no images: not a class, neither refused nor split
     before = tree(str(root))
     s = split_classes(str(root), str(val), 4, seed=7)
     assert (s.classes, s.moved, s.already, len(s.moves)) == (12, 48, 0, 48)
     assert image_counts(str(val)) == {c: 4 for c in COUNTS}
-    assert image_counts(str(root)) == {c: n - 4 for c, n in COUNTS.items()}
+    assert image_counts(str(root)) == {**{c: n - 4 for c, n in COUNTS.items()}, "empty": 0}
     assert {**tree(str(root)), **{k: v for k, v in tree(str(val)).items() if not k.startswith(".")}} == before
     lines = [json.loads(x) for x in open(s.manifest)]
     assert lines[0]["seed"] == 7 and lines[0]["per_class"] == 4
