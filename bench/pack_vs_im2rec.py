@@ -186,15 +186,14 @@ def prepare_tree(name: str, root: Path, work: Path, resize: int) -> Tree:
 
 
 def job_list(trees: list[Tree], threads: list[int], args) -> list[tuple]:
-    """Every (tree, tool, threads, variant) run of one round."""
+    """Every (tree, tool, threads, list) run of one round."""
     jobs = []
     for t in trees:
         for T in threads:
-            jobs += [(t, "im2rec", T, "full"), (t, "im2rec", T, "empty"),
-                     (t, "fastrec", T, "full"), (t, "fastrec", T, "empty")]
-            if t.small:
-                jobs.append((t, "fastrec-noup", T, "full"))
-                jobs.append((t, "fastrec", T, "x3"))
+            for tool in ["im2rec", "fastrec"] + (["fastrec-noup"] if t.small else []):
+                jobs += [(t, tool, T, "full"), (t, tool, T, "x3")]
+                if tool != "fastrec-noup":
+                    jobs.append((t, tool, T, "empty"))
         jobs.append((t, "ceiling", 1, "full"))
         if t.small:
             jobs.append((t, "ceiling-noup", 1, "full"))
@@ -226,14 +225,19 @@ def run_rounds(trees, threads, args, im2rec, ceiling, work) -> dict:
     raw: dict[tuple, list[dict]] = {}
     for r in range(args.repeat):
         k = (r * len(jobs)) // max(args.repeat, 1)
-        order = jobs[k:] + jobs[:k] if r % 2 == 0 else list(reversed(jobs[k:] + jobs[:k]))
+        order = jobs[k:] + jobs[:k]
+        if r % 2:
+            order.reverse()
+        load = os.getloadavg()[0]
+        print(f"# round {r}: load average {load:.2f}", file=sys.stderr)
         for job in order:
             t, tool, T, variant = job
             cmd, prefix = command(job, args, im2rec, ceiling, work)
             for ext in (".rec", ".idx"):
                 prefix.with_suffix(ext).unlink(missing_ok=True)
             run = timed(cmd)
-            rec = {"round": r, "wall_s": run.wall, "cpu_s": run.cpu, "maxrss_mb": run.maxrss_mb}
+            rec = {"round": r, "load1": load, "wall_s": run.wall, "cpu_s": run.cpu,
+                   "maxrss_mb": run.maxrss_mb}
             if tool.startswith("ceiling"):
                 c = json.loads(run.stdout.strip().splitlines()[-1])
                 rec.update(ceiling=c, images_per_s=c["median_images_per_s"],
@@ -251,116 +255,124 @@ def run_rounds(trees, threads, args, im2rec, ceiling, work) -> dict:
     return raw
 
 
-def summarize(trees, threads, raw, args) -> tuple[list[dict], dict]:
-    """Per (tree, tool, threads): medians and paired per-round ratios."""
-    def rounds(key):
-        return {x["round"]: x for x in raw.get(key, [])}
+def summarize(trees, threads, raw) -> list[dict]:
+    """Per (tree, tool, threads): medians over rounds, and medians of paired per-round ratios."""
+    def rounds(tree, tool, T, variant):
+        return {x["round"]: x for x in raw.get((tree.name, tool, T, variant), [])}
 
-    def steady(tree, tool, T, variant="full"):
-        """Per round: images/s with that round's start-up (empty list, same tool) removed."""
+    def per_round(tree, tool, T):
+        """round -> metrics of that round (whole run, steady state, start-up)."""
         base = "fastrec" if tool.startswith("fastrec") else tool
-        full, empty = rounds((tree.name, tool, T, variant)), rounds((tree.name, base, T, "empty"))
-        n = tree.n * (3 if variant == "x3" else 1)
+        full, x3 = rounds(tree, tool, T, "full"), rounds(tree, tool, T, "x3")
+        empty = rounds(tree, base, T, "empty")
+        n = tree.n
         out = {}
-        for r, x in full.items():
-            if r in empty and x["wall_s"] > empty[r]["wall_s"]:
-                out[r] = n / (x["wall_s"] - empty[r]["wall_s"])
+        for r, f in full.items():
+            m = {"whole": n / f["wall_s"], "cpu_ms_whole": 1000 * f["cpu_s"] / n}
+            if r in x3 and x3[r]["wall_s"] > f["wall_s"]:
+                m["steady"] = 2 * n / (x3[r]["wall_s"] - f["wall_s"])
+                m["cpu_ms_steady"] = 1000 * (x3[r]["cpu_s"] - f["cpu_s"]) / (2 * n)
+            if r in empty and f["wall_s"] > empty[r]["wall_s"]:
+                m["startup_corrected"] = n / (f["wall_s"] - empty[r]["wall_s"])
+            out[r] = m
         return out
 
-    def whole(tree, tool, T, variant="full"):
-        n = tree.n * (3 if variant == "x3" else 1)
-        return {r: n / x["wall_s"] for r, x in rounds((tree.name, tool, T, variant)).items()}
+    def ceil_round(tree, tool="ceiling"):
+        return {r: {"steady": x["images_per_s"], "cpu_ms_steady": 1000 * x["cpu_s_per_image"]}
+                for r, x in rounds(tree, tool, 1, "full").items()}
 
-    def ceil_rate(tree, tool="ceiling"):
-        return {r: x["images_per_s"] for r, x in rounds((tree.name, tool, 1, "full")).items()}
+    def ratio(a: dict, b: dict, key="steady", invert=False):
+        vals = [(b[r][key] / a[r][key] if invert else a[r][key] / b[r][key])
+                for r in a if r in b and key in a[r] and key in b[r] and b[r][key] and a[r][key]]
+        return med(vals)
 
-    def ratio(a: dict, b: dict):
-        return med([a[r] / b[r] for r in a if r in b and b[r]])
+    def col(pr: dict, key):
+        return med([m.get(key) for m in pr.values()])
 
     rows = []
     for t in trees:
-        tools = ["im2rec", "fastrec"] + (["fastrec-noup"] if t.small else [])
-        for tool in tools:
+        for tool in ["im2rec", "fastrec"] + (["fastrec-noup"] if t.small else []):
             for T in threads:
-                key = (t.name, tool, T, "full")
-                xs = raw.get(key, [])
-                if not xs:
+                full = raw.get((t.name, tool, T, "full"), [])
+                if not full:
                     continue
                 base = "fastrec" if tool.startswith("fastrec") else tool
                 emp = raw.get((t.name, base, T, "empty"), [])
-                st = steady(t, tool, T)
+                x3 = raw.get((t.name, tool, T, "x3"), [])
+                pr = per_round(t, tool, T)
                 row = {
                     "tree": t.name, "tool": tool, "threads": T, "images": t.n,
-                    "images_per_s": med(whole(t, tool, T).values()),
-                    "steady_images_per_s": med(st.values()),
-                    "cpu_ms_per_image": 1000 * med([x["cpu_s"] for x in xs]) / t.n,
-                    "steady_cpu_ms_per_image": med(
-                        [1000 * (x["cpu_s"] - e["cpu_s"]) / t.n for x in xs for e in emp
-                         if e["round"] == x["round"]]),
-                    "peak_rss_mb": max(x["maxrss_mb"] for x in xs),
+                    "images_per_s": col(pr, "whole"),
+                    "steady_images_per_s": col(pr, "steady"),
+                    "startup_corrected_images_per_s": col(pr, "startup_corrected"),
+                    "cpu_ms_per_image": col(pr, "cpu_ms_whole"),
+                    "steady_cpu_ms_per_image": col(pr, "cpu_ms_steady"),
+                    "peak_rss_mb": max(x["maxrss_mb"] for x in full),
+                    "peak_rss_mb_3x": max((x["maxrss_mb"] for x in x3), default=None),
                     "startup_s": med([e["wall_s"] for e in emp]),
+                    "startup_cpu_s": med([e["cpu_s"] for e in emp]),
                     "startup_rss_mb": max((e["maxrss_mb"] for e in emp), default=None),
                 }
                 if tool.startswith("fastrec"):
-                    row["vs_im2rec_whole"] = ratio(whole(t, tool, T), whole(t, "im2rec", T))
-                    row["vs_im2rec_steady"] = ratio(st, steady(t, "im2rec", T))
-                    if tool == "fastrec" and T == 1:
-                        row["vs_ceiling_steady"] = ratio(st, ceil_rate(t))
-                    if tool == "fastrec-noup" and T == 1:
-                        row["vs_ceiling_noup_steady"] = ratio(st, ceil_rate(t, "ceiling-noup"))
-                    if tool == "fastrec-noup":
-                        row["vs_fastrec_upscale_steady"] = ratio(st, steady(t, "fastrec", T))
+                    im = per_round(t, "im2rec", T)
+                    row["vs_im2rec_steady"] = ratio(pr, im)
+                    row["vs_im2rec_whole"] = ratio(pr, im, "whole")
+                    row["vs_im2rec_cpu"] = ratio(pr, im, "cpu_ms_steady", invert=True)
+                if T == 1 and tool in ("fastrec", "fastrec-noup"):
+                    c = ceil_round(t, "ceiling" if tool == "fastrec" else "ceiling-noup")
+                    row["vs_ceiling_steady"] = ratio(pr, c)
+                    row["vs_ceiling_cpu"] = ratio(pr, c, "cpu_ms_steady", invert=True)
+                if tool == "fastrec-noup":
+                    row["vs_fastrec_upscale_steady"] = ratio(pr, per_round(t, "fastrec", T))
                 if T != threads[0]:
-                    row["vs_1thread_steady"] = ratio(st, steady(t, tool, threads[0]))
-                    row["vs_1thread_whole"] = ratio(whole(t, tool, T), whole(t, tool, threads[0]))
-                x3 = raw.get((t.name, tool, T, "x3"), [])
-                if x3:
-                    row["peak_rss_mb_3x"] = max(x["maxrss_mb"] for x in x3)
-                    row["steady_images_per_s_3x_minus_1x"] = med(
-                        [2 * t.n / (x["wall_s"] - f["wall_s"]) for x in x3 for f in xs
-                         if f["round"] == x["round"] and x["wall_s"] > f["wall_s"]])
+                    one = per_round(t, tool, threads[0])
+                    row["vs_1thread_steady"] = ratio(pr, one)
+                    row["vs_1thread_whole"] = ratio(pr, one, "whole")
                 rows.append(row)
         for tool in ["ceiling"] + (["ceiling-noup"] if t.small else []):
             xs = raw.get((t.name, tool, 1, "full"), [])
             if xs:
-                rows.append({"tree": t.name, "tool": tool, "threads": 1, "images": t.n,
-                             "images_per_s": med([x["images_per_s"] for x in xs]),
-                             "steady_images_per_s": med([x["images_per_s"] for x in xs]),
-                             "cpu_ms_per_image": 1000 * med([x["cpu_s_per_image"] for x in xs]),
-                             "scales": {k: v for k, v in xs[0]["ceiling"].items() if k.startswith("scale_")}})
-    return rows, {}
+                c0 = xs[0]["ceiling"]
+                rows.append({
+                    "tree": t.name, "tool": tool, "threads": 1, "images": t.n,
+                    "images_per_s": med([x["images_per_s"] for x in xs]),
+                    "steady_images_per_s": med([x["images_per_s"] for x in xs]),
+                    "steady_cpu_ms_per_image": 1000 * med([x["cpu_s_per_image"] for x in xs]),
+                    "stage_ms": {s: med([x["ceiling"][f"ms_per_image_{s}"] for x in xs])
+                                 for s in ("decode", "resize", "encode")},
+                    "scales": {k: v for k, v in c0.items() if k.startswith("scale_")},
+                })
+    return rows
 
 
 def fmt(x, spec=".0f", suffix=""):
     return "—" if x is None else f"{x:{spec}}{suffix}"
 
 
-def table(rows, trees, threads) -> str:
-    hdr = ("| tree | tool | threads | images/s (whole run) | images/s (steady) | CPU ms/img (whole / steady) "
-           "| peak RSS MB | start-up s | fastrec ÷ im2rec (steady / whole) | ÷ 1 thread (steady) "
-           "| ÷ ceiling (steady) |")
-    lines = [hdr, "|" + "|".join(["---"] * 11) + "|"]
+def table(rows) -> str:
+    hdr = ["tree", "tool", "threads", "images/s whole run", "images/s steady", "CPU ms/img steady (whole run)",
+           "peak RSS MB 1× / 3× list", "start-up s", "÷ im2rec steady (whole run)", "÷ 1 thread steady",
+           "÷ ceiling steady (CPU)"]
+    lines = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] * len(hdr)) + "|"]
     for r in rows:
         ceil = r["tool"].startswith("ceiling")
-        rss = fmt(r.get("peak_rss_mb"), ".0f")
-        if r.get("peak_rss_mb_3x") is not None:
-            rss += f" (3× list: {r['peak_rss_mb_3x']:.0f})"
-        vs_im2rec = "—"
-        if r.get("vs_im2rec_steady") is not None:
-            vs_im2rec = f"**{r['vs_im2rec_steady']:.2f}×** / {r['vs_im2rec_whole']:.2f}×"
-        vs_ceil = r.get("vs_ceiling_steady", r.get("vs_ceiling_noup_steady"))
-        lines.append("| " + " | ".join([
-            r["tree"], r["tool"] + (" (C, preloaded)" if ceil else ""), str(r["threads"]),
-            fmt(r["images_per_s"], ".1f"),
-            fmt(r.get("steady_images_per_s"), ".1f") if not ceil else "—",
-            (fmt(r["cpu_ms_per_image"], ".2f") + " / " + fmt(r.get("steady_cpu_ms_per_image"), ".2f"))
-            if not ceil else fmt(r["cpu_ms_per_image"], ".2f"),
-            rss if not ceil else "—",
-            fmt(r.get("startup_s"), ".3f"),
-            vs_im2rec,
-            fmt(r.get("vs_1thread_steady"), ".2f", "×"),
-            fmt(vs_ceil, ".1%") if vs_ceil is not None else "—",
-        ]) + " |")
+        if ceil:
+            cells = [r["tree"], r["tool"] + " (C, 1 thread, preloaded)", "1", "—",
+                     fmt(r["steady_images_per_s"], ".1f"), fmt(r["steady_cpu_ms_per_image"], ".2f"),
+                     "—", "—", "—", "—", "—"]
+        else:
+            vs_im = "—"
+            if r.get("vs_im2rec_steady") is not None:
+                vs_im = f"**{r['vs_im2rec_steady']:.2f}×** ({fmt(r.get('vs_im2rec_whole'), '.2f', '×')})"
+            vs_c = "—"
+            if r.get("vs_ceiling_steady") is not None:
+                vs_c = f"**{r['vs_ceiling_steady']:.0%}** ({fmt(r.get('vs_ceiling_cpu'), '.0%')})"
+            cells = [r["tree"], r["tool"], str(r["threads"]), fmt(r["images_per_s"], ".1f"),
+                     fmt(r["steady_images_per_s"], ".1f"),
+                     f"{fmt(r['steady_cpu_ms_per_image'], '.2f')} ({fmt(r['cpu_ms_per_image'], '.2f')})",
+                     f"{fmt(r['peak_rss_mb'], '.0f')} / {fmt(r.get('peak_rss_mb_3x'), '.0f')}",
+                     fmt(r.get("startup_s"), ".3f"), vs_im, fmt(r.get("vs_1thread_steady"), ".2f", "×"), vs_c]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -368,18 +380,14 @@ def extras(rows) -> str:
     out = []
     for r in rows:
         if r.get("vs_fastrec_upscale_steady") is not None:
-            out.append(f"- {r['tree']}, T={r['threads']}: `--no-upscale` is "
-                       f"{r['vs_fastrec_upscale_steady']:.2f}× the images/s of the default upscale "
-                       f"(steady state).")
-        if r.get("steady_images_per_s_3x_minus_1x") is not None:
-            out.append(f"- {r['tree']}, {r['tool']} T={r['threads']}: peak RSS {r['peak_rss_mb']:.0f} MB "
-                       f"for {r['images']} images, {r['peak_rss_mb_3x']:.0f} MB for {3 * r['images']}; "
-                       f"steady rate from (3N−N)/(t₃ₓ−t₁ₓ): "
-                       f"{r['steady_images_per_s_3x_minus_1x']:.1f} images/s.")
-        if r["tool"].startswith("ceiling") and r.get("scales"):
-            s = r["scales"]
-            out.append(f"- {r['tree']} {r['tool']}: DCT scales used 1/1:{s['scale_1']} 1/2:{s['scale_2']} "
-                       f"1/4:{s['scale_4']} 1/8:{s['scale_8']}.")
+            out.append(f"- {r['tree']}, {r['threads']} thread(s): `--no-upscale` packs "
+                       f"{r['vs_fastrec_upscale_steady']:.2f}× the images/s of the default (upscale to "
+                       f"{'the target'}), steady state.")
+        if r["tool"].startswith("ceiling") and r.get("stage_ms"):
+            s, sc = r["stage_ms"], r["scales"]
+            out.append(f"- {r['tree']} {r['tool']}: per image decode {s['decode']:.2f} ms, resize "
+                       f"{s['resize']:.2f} ms, encode {s['encode']:.2f} ms; DCT scales 1/1:{sc['scale_1']} "
+                       f"1/2:{sc['scale_2']} 1/4:{sc['scale_4']} 1/8:{sc['scale_8']}.")
     return "\n".join(out)
 
 
@@ -410,7 +418,7 @@ def main(argv=None) -> int:
     p.add_argument("--quality", type=int, default=90)
     p.add_argument("--threads", default="1,2", help="comma-separated --num-thread values")
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
-    p.add_argument("--ceiling-passes", type=int, default=1, help="passes over the files per ceiling run")
+    p.add_argument("--ceiling-passes", type=int, default=3, help="passes over the files per ceiling run")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--label", default="", help="text added to the results file name")
@@ -437,12 +445,12 @@ def main(argv=None) -> int:
         started = _dt.datetime.now(_dt.timezone.utc)
         t0 = time.perf_counter()
         raw = run_rounds(trees, threads, args, im2rec, ceiling, work)
-        rows, _ = summarize(trees, threads, raw, args)
+        rows = summarize(trees, threads, raw)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    md = table(rows, trees, threads)
+    md = table(rows)
     notes = extras(rows)
     info = machine()
     head = (f"Measured {started:%Y-%m-%d %H:%M} UTC on {info['cpus']} CPUs ({info['cpu']}), "

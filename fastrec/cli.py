@@ -56,6 +56,10 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
     x.add_argument("--batch-size", type=int, default=64, help="images handed to a worker at once")
     x.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
+    x.add_argument("--dask", metavar="ADDRESS",
+                   help="run on a Dask cluster: a scheduler address, or local[:WORKERS] for a local one")
+    x.add_argument("--shard-size", type=int, default=0,
+                   help="with --dask: images per task (default: one task per .lst)")
 
 
 def _pack_args_to_options(a: argparse.Namespace):
@@ -123,6 +127,18 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from fastrec.bench import BenchError, run
+    try:
+        run(a.root, sample=a.sample, seed=a.seed, quality=a.quality, subsampling=a.subsampling,
+            dct=a.dct, filter=a.filter, resize=a.resize, upscale=a.upscale, threads=a.threads,
+            passes=a.passes, metric_sample=a.metric_sample, reference=a.reference,
+            out=a.out or None, progress=a.progress)
+    except BenchError as err:
+        raise UserError(str(err)) from err
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastrec", description=__doc__.splitlines()[0] if __doc__ else None)
@@ -163,6 +179,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contact-sheet", metavar="FILE.png", help="write a grid of sampled images")
     p.add_argument("--sample", type=int, default=48, help="images on the contact sheet")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("bench", help="measure speed, size and fidelity of codec settings on a sample of a tree")
+    p.add_argument("root", help="folder holding the images (searched recursively)")
+    p.add_argument("--sample", type=int, default=200, help="images drawn at random from the tree")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sample")
+    p.add_argument("--quality", default="80,90,95", help="JPEG qualities to try, comma-separated (1-100)")
+    p.add_argument("--subsampling", default="420,444", help="chroma subsamplings to try: 420, 422, 444")
+    p.add_argument("--dct", default="accurate,fast", help="DCT variants to try: accurate, fast")
+    p.add_argument("--filter", default="lanczos,bicubic,triangle", help="resize filters to try")
+    p.add_argument("--resize", type=int, default=480, help="shorter edge in pixels, as im2rec (0: keep the size)")
+    p.add_argument("--upscale", default="yes,no",
+                   help="yes: enlarge images smaller than --resize (im2rec); no: keep them (--no-upscale)")
+    p.add_argument("--threads", type=int, default=1, help="threads, each with its own worker; speed is per thread")
+    p.add_argument("--passes", type=int, default=2, help="timed passes after a warm-up; the best counts")
+    p.add_argument("--metric-sample", type=int, default=50, help="images of the sample that PSNR/SSIM use")
+    p.add_argument("--reference", default="lanczos", help="filter of the full-resolution reference resize "
+                   "(lanczos, bicubic, triangle, box)")
+    p.add_argument("--out", default="fastrec-bench", help="folder for bench.csv, bench.json, bench.png ('' for none)")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar (auto: only on a terminal)")
+    p.set_defaults(func=cmd_bench)
 
     # -- stage commands are registered below this line --
     from fastrec import extract, filter as filter_, raid, split

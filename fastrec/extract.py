@@ -530,12 +530,10 @@ def extract(archives: Sequence[str], dest: str, options: ExtractOptions | None =
 # ---------------------------------------------------------------- command line
 def cmd_extract(a: argparse.Namespace) -> int:
     from fastrec.cli import UserError
-    if len(a.paths) < 2:
-        raise UserError("give at least one ARCHIVE and the DEST folder")
     opts = ExtractOptions(jobs=a.jobs, fsync=not a.no_fsync, progress=a.progress,
                           buffer_bytes=a.buffer_mib << 20, also_done=tuple(a.skip_classes_in))
     try:
-        s = extract(a.paths[:-1], a.paths[-1], opts)
+        s = extract(a.archives, a.dest, opts)
     except ExtractError as err:
         raise UserError(str(err)) from err
     for p in s.refused:
@@ -549,8 +547,9 @@ def cmd_extract(a: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("extract", help="unpack an outer tar of class tars (or class tars) into DEST/<class>/")
-    p.add_argument("paths", nargs="+", metavar="ARCHIVE... DEST",
-                   help="tar files or folders of them, then the destination folder")
+    p.add_argument("archives", nargs="+", metavar="ARCHIVE",
+                   help="an outer tar of class tars, a folder of class tars, or a tar of files")
+    p.add_argument("dest", metavar="DEST", help="folder the classes are extracted into")
     p.add_argument("--jobs", type=int, default=4, help="classes extracted at once (threads; default 4)")
     p.add_argument("--buffer-mib", type=int, default=1024,
                    help="MiB of inner tars held in memory at once (default 1024)")

@@ -59,6 +59,8 @@ class PackOptions:
     max_scans: int = DEFAULT_MAX_SCANS
     batch_size: int = 64
     progress: str = "auto"
+    dask: str | None = None       # scheduler address or local[:WORKERS]
+    shard_size: int = 0           # with dask: items per task (0: one task per .lst)
 
     @classmethod
     def from_args(cls, a) -> "PackOptions":
@@ -406,7 +408,12 @@ def pack_prefix(prefix: str, root: str, opts: PackOptions) -> Summary:
         raise PackError(f"image root {root!r} does not exist or is not a folder")
     for lst in lists:
         log.info("Creating .rec file from %s in %s", lst, work)
-    summary = pack_jobs((Job.for_list(lst, root) for lst in lists), opts)
+    jobs = [Job.for_list(lst, root) for lst in lists]
+    if opts.dask:
+        from fastrec.distributed import pack_jobs_dask
+        summary = pack_jobs_dask(jobs, opts, opts.dask, opts.shard_size)
+    else:
+        summary = pack_jobs(jobs, opts)
     for line in summary.lines():
         log.info("%s", line)
     return summary

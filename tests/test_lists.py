@@ -323,6 +323,7 @@ def _unreadable_dir_error(tmp_path: Path, monkeypatch, capsys, recursive: bool) 
             return real(path)
         return fake
 
+    monkeypatch.setattr(cli.logging, "basicConfig", lambda **kw: None)  # keep the runner's logging
     monkeypatch.setattr(os, "scandir", deny(real_scandir))
     monkeypatch.setattr(os, "listdir", deny(real_listdir))
     (tmp_path / "out").mkdir()
