@@ -381,8 +381,8 @@ def extras(rows) -> str:
     for r in rows:
         if r.get("vs_fastrec_upscale_steady") is not None:
             out.append(f"- {r['tree']}, {r['threads']} thread(s): `--no-upscale` packs "
-                       f"{r['vs_fastrec_upscale_steady']:.2f}× the images/s of the default (upscale to "
-                       f"{'the target'}), steady state.")
+                       f"{r['vs_fastrec_upscale_steady']:.2f}× the images/s of the default (which upscales "
+                       f"images smaller than --resize, as im2rec does), steady state.")
         if r["tool"].startswith("ceiling") and r.get("stage_ms"):
             s, sc = r["stage_ms"], r["scales"]
             out.append(f"- {r['tree']} {r['tool']}: per image decode {s['decode']:.2f} ms, resize "

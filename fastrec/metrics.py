@@ -5,8 +5,9 @@ and `ssim(ref, img)` equals ``skimage.metrics.structural_similarity(ref, img, ch
 data_range=255)`` (7x7 uniform window, K1=0.01, K2=0.03, sample covariance, the (win-1)/2 border
 left out, mean over channels); tests/test_bench.py checks both against scikit-image.  They exist
 because scikit-image's SSIM costs ~240 ms for a 640x480 RGB image and a sweep needs thousands:
-here the window means come from integer summed-area tables (1.5-2x faster), and only the
-"valid" windows are computed, which is exactly the region scikit-image keeps after cropping.
+here window sums are exact integer running sums, the SSIM terms are multiplied out in integers
+and only the final ratio is taken in float32 (3-4x faster, equal to ~1e-6); only the "valid"
+windows are computed, which is exactly the region scikit-image keeps after cropping.
 """
 from __future__ import annotations
 
@@ -41,15 +42,23 @@ def psnr(ref: np.ndarray, img: np.ndarray) -> float:
     return min(PSNR_CAP, 10.0 * math.log10(DATA_RANGE * DATA_RANGE / mse))
 
 
-def _window_means(planes: np.ndarray, win: int) -> np.ndarray:
-    """Means over every win x win window that fits inside each plane of `planes` (..., H, W),
-    from one summed-area table (exact in int64 for uint8 data and its products)."""
-    s = np.zeros(planes.shape[:-2] + (planes.shape[-2] + 1, planes.shape[-1] + 1), dtype=np.int64)
-    inner = s[..., 1:, 1:]
-    np.cumsum(planes, axis=-2, out=inner)
-    np.cumsum(inner, axis=-1, out=inner)
-    sums = s[..., win:, win:] - s[..., :-win, win:] - s[..., win:, :-win] + s[..., :-win, :-win]
-    return sums / float(win * win)
+def _window_sums(planes: np.ndarray, win: int) -> np.ndarray:
+    """Sums over every win x win window that fits inside each plane of int32 `planes` (..., H, W).
+
+    Separable running sums (cumsum, then a difference `win` apart) along H and then W. The
+    cumulative sums may wrap around in int32; the window sums are still exact because they are
+    differences taken modulo 2^32 of values whose true result fits in int32 (for uint8 data and
+    its products: at most 49 * 255^2).
+    """
+    out = planes
+    for axis in (-2, -1):
+        c = np.cumsum(out, axis=axis, dtype=np.int32)
+        c = np.moveaxis(c, axis, 0)
+        r = np.empty((c.shape[0] - win + 1,) + c.shape[1:], dtype=np.int32)
+        r[0] = c[win - 1]
+        np.subtract(c[win:], c[:-win], out=r[1:])
+        out = np.moveaxis(r, 0, axis)
+    return out
 
 
 def ssim_window(shape: tuple[int, ...]) -> int:
@@ -73,13 +82,16 @@ def ssim(ref: np.ndarray, img: np.ndarray, win: int | None = None) -> float:
     if win < 3 or win % 2 == 0 or win > min(x.shape[0], x.shape[1]):
         raise ValueError(f"SSIM window {win} must be odd, >= 3 and fit the {x.shape[1]}x{x.shape[0]} image")
     n = win * win
-    cov_norm = n / (n - 1.0)  # scikit-image's use_sample_covariance=True
     c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
-    a = np.moveaxis(x, 2, 0).astype(np.int64)  # C, H, W
-    b = np.moveaxis(y, 2, 0).astype(np.int64)
-    ux, uy, uxx, uyy, uxy = _window_means(np.stack([a, b, a * a, b * b, a * b]), win)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return float(s.mean(axis=(1, 2)).mean())  # per channel, then over channels (as scikit-image)
+    a = np.moveaxis(x, 2, 0).astype(np.int32)  # C, H, W
+    b = np.moveaxis(y, 2, 0).astype(np.int32)
+    sa, sb, saa, sbb, sab = _window_sums(np.stack([a, b, a * a, b * b, a * b]), win)
+    # scikit-image's terms with the window means (S/n) and sample (co)variances
+    # ((n*SS - S*S) / (n*(n-1))) multiplied out: exact integers (|x| < 2^29) up to this point.
+    ab = sa * sb
+    num1 = (2 * ab).astype(np.float32) + np.float32(c1 * n * n)
+    den1 = (sa * sa + sb * sb).astype(np.float32) + np.float32(c1 * n * n)
+    num2 = (2 * (n * sab - ab)).astype(np.float32) + np.float32(c2 * n * (n - 1))
+    den2 = ((n * saa - sa * sa) + (n * sbb - sb * sb)).astype(np.float32) + np.float32(c2 * n * (n - 1))
+    s = (num1 * num2) / (den1 * den2)
+    return float(s.mean(axis=(1, 2), dtype=np.float64).mean())  # per channel, then over channels

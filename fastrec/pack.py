@@ -25,7 +25,6 @@ from fastrec.recordio import record_end_in_file
 
 log = logging.getLogger(__name__)
 
-FLOAT32_MAX = 3.4028234663852886e38
 UINT64_MAX = (1 << 64) - 1
 DEFAULT_MAX_PIXELS = 178956970   # Pillow's decompression-bomb limit
 DEFAULT_MAX_BYTES = 256 << 20
@@ -154,9 +153,7 @@ def _head(item: ListItem, pack_label: bool) -> tuple[int, object] | str:
     """(id, label) for the record header, or the reason the item cannot have one."""
     if not 0 <= item.id <= UINT64_MAX:
         return f"id {item.id} is outside 0..2^64-1"
-    labels = item.labels
-    if any(abs(x) > FLOAT32_MAX and x != float("inf") and x != float("-inf") for x in labels):
-        return f"label outside the float32 range in {labels}"
+    labels = item.labels  # out-of-float32-range labels become inf, as with mxnet's struct 'f'
     if pack_label and len(labels) > 1:
         return item.id, tuple(labels)
     return item.id, labels[0]

@@ -28,6 +28,11 @@ CFLAG_FULL, CFLAG_FIRST, CFLAG_MIDDLE, CFLAG_LAST = 0, 1, 2, 3
 
 _HEADER = struct.Struct("<IfQQ")
 HEADER_SIZE = _HEADER.size  # 24
+# mxnet packs a scalar label with native 'IfQQ', which casts like C (a finite label beyond
+# float32 becomes inf, where '<f' would raise); same 24 bytes on the little-endian hosts
+# MXNet runs on.
+_HEADER_NATIVE = struct.Struct("@IfQQ")
+assert _HEADER_NATIVE.size == HEADER_SIZE
 
 __all__ = [
     "IRHeader", "pack", "unpack", "frame", "frame_py", "RecordIOError",
@@ -57,7 +62,7 @@ def pack(header: IRHeader, s: bytes) -> bytes:
     """
     flag, label, id_, id2 = header
     if isinstance(label, numbers.Number):
-        return _HEADER.pack(0, label, id_, id2) + s
+        return _HEADER_NATIVE.pack(0, label, id_, id2) + s
     labels = np.asarray(label, dtype=np.float32)
     return _HEADER.pack(labels.size, 0.0, id_, id2) + labels.astype("<f4").tobytes() + s
 
@@ -157,9 +162,10 @@ def _read_record(f: BinaryIO) -> bytes | None:
         if magic != MAGIC:
             raise RecordIOError(f"bad magic 0x{magic:08x} at byte {pos}")
         cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
-        data = f.read(length + (-length % 4 if cflag in (CFLAG_FULL, CFLAG_LAST) else 0))
-        if len(data) < length:
-            raise RecordIOError(f"segment at byte {pos} is truncated ({len(data)} of {length} bytes)")
+        want = length + (-length % 4 if cflag in (CFLAG_FULL, CFLAG_LAST) else 0)
+        data = f.read(want)
+        if len(data) < want:
+            raise RecordIOError(f"segment at byte {pos} is truncated ({len(data)} of {want} bytes)")
         parts.append(data[:length])
         if cflag in (CFLAG_FULL, CFLAG_LAST):
             return MAGIC_BYTES.join(parts)

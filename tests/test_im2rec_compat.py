@@ -39,7 +39,6 @@ EDGE_LINES = [
     "+8\t1_0\ta.jpg",                     # int('+8') and float('1_0') are valid Python
     "9\t1\tmissing.jpg",                  # no such file: skipped
     "-3\t1\ta.jpg",                       # negative id: struct.error in im2rec, skipped
-    "10\t1e39\ta.jpg",                    # label beyond float32: OverflowError, skipped
     "11\t0.1\tname with spaces.jpg",      # spaces inside a path are kept
     "12\t3\t\tc.jpg",                     # an empty label field: float('') fails
     "13\t1\tc.jpg\t",                     # a trailing tab is stripped with the line
@@ -47,7 +46,18 @@ EDGE_LINES = [
     "15 \t 4 \t 5\t b.jpg",               # two labels, spaces around them
     "16\t1\ta.jpg\r",                     # CR before the newline
 ]
-SKIPPED_BY_BOTH = {"missing.jpg": "read-error"}   # path -> fastrec's reason (besides header errors)
+# labels beyond float32's range: im2rec.py packs the header with struct's *native* 'IfQQ',
+# which casts without a range check (only the standard '<f' raises OverflowError), so they
+# are stored as +-inf -- or as FLT_MAX where the value rounds to it; np.float32 does the same
+# for --pack-label lists. SPEC §2.2 says OverflowError: true only for standard-size struct.
+OVERFLOW_LINES = [
+    "0\t1\ta.jpg",
+    "1\t1e39\ta.jpg",
+    "2\t-1e39\tb.jpg",
+    "3\t3.40282356e38\tc.jpg",      # above FLT_MAX, but rounds to it
+    "4\t1e39\t2\td.jpg",             # two labels, one out of range
+    "5\t2\te.jpg",
+]
 
 
 def put_images(root: Path) -> None:
@@ -90,6 +100,8 @@ def cases(tmp_path_factory):
          also={"train.lst.bak": "file", "train_dir.lst": "dir", "train.txt": "file"})
     case("folder", "", {n: one for n in ["a.lst", "b.lst", "train.lst"]}, also={"c.lst.bak": "file"})
     case("dotlst", "train.lst", {n: one for n in ["train.lst", "train.lst_more.lst", "train_0.lst"]})
+    case("overflow", "train", {"train.lst": OVERFLOW_LINES})
+    case("overflow_label", "train", {"train.lst": OVERFLOW_LINES}, ["--pack-label"])
     case("absolute", "train", {"train.lst": [f"0\t1\t{elsewhere / 'abs.jpg'}", "1\t2\ta.jpg",
                                              f"2\t3\t{root / 'b.jpg'}"]}, root_dir=empty_root)
 
@@ -148,10 +160,20 @@ def test_lst_edge_cases_skips_are_explained(cases, name):
     rows = skipped_lines(cases.base / name / "fr" / "train.rec")
     reasons = {(p, r) for p, r, _ in rows}
     assert ("missing.jpg", "read-error") in reasons
-    assert len(rows) == 3                        # missing file, negative id, float32 overflow
-    assert sum(p == "a.jpg" for p, _, _ in rows) == 2
+    assert len(rows) == 2                        # the missing file and the negative id
+    assert ("a.jpg", "bad-header") in reasons
     parsed = list(read_list(str(cases.base / name / "fr" / "train.lst")))
     assert len(parsed) == len(read_with_mxnet(cases.base / name / "fr" / "train.rec")) + len(rows)
+
+
+@pytest.mark.parametrize("name", ["overflow", "overflow_label"])
+def test_labels_beyond_float32_are_packed_like_im2rec(cases, name):
+    """Labels beyond float32 are stored as im2rec.py stores them (+-inf, or FLT_MAX), not skipped."""
+    assert_same_outputs(cases, name)
+    records = read_with_mxnet(cases.base / name / "fr" / "train.rec")
+    assert [r.id for r in records] == [0, 1, 2, 3, 4, 5]
+    first = [float(r.label[0]) if r.flag else r.label for r in records]
+    assert first[1:4] == [float("inf"), float("-inf"), 3.4028234663852886e38]
 
 
 # ------------------------------------------------------------------ which lists get packed

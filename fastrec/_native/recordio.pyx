@@ -63,6 +63,8 @@ cdef class NativeRecordFile:
         return pos
 
     def tell(self) -> int:
+        if self.fp == NULL:
+            raise ValueError("tell on a closed record file")
         return ftell(self.fp)
 
     def flush(self):
