@@ -535,7 +535,13 @@ def write_plot(result: BenchResult, path: str) -> None:
     if front:
         ax.step([r.kib_per_image for r in front], [r.psnr_db for r in front], where="post",
                 color="tab:red", lw=1.2, label="Pareto front (size vs PSNR)")
-        for r in front:
+        xspan = max(1e-9, front[-1].kib_per_image - front[0].kib_per_image)
+        last = None
+        for r in front:  # label the front, skipping points that would print over the previous label
+            if last is not None and (r.kib_per_image - last.kib_per_image < 0.06 * xspan
+                                     and abs(r.psnr_db - last.psnr_db) < 0.4):
+                continue
+            last = r
             ax.annotate(_short(r), (r.kib_per_image, r.psnr_db), xytext=(4, -10),
                         textcoords="offset points", fontsize=6.5, color="tab:red")
     for r in rows:

@@ -139,6 +139,32 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(a: argparse.Namespace) -> int:
+    import dataclasses
+    from fastrec.prepare import PrepareConfig, PrepareError, prepare, report_lines
+    from fastrec.pack import PackError, PackOptions
+    fields = ("work", "root", "val_root", "archives", "small_root", "min_images", "val_per_class", "seed",
+              "chunks", "val_chunks", "extract_jobs", "raid_devices", "raid_mount", "raid_execute")
+    given = {k: getattr(a, k) for k in fields if getattr(a, k) is not None}
+    pack_given = {k: getattr(a, k) for k in ("resize", "quality", "num_thread", "filter", "dask", "shard_size",
+                                             "no_upscale") if getattr(a, k) is not None}
+    try:
+        if a.config:
+            cfg = PrepareConfig.from_toml(a.config, **given)
+        else:
+            missing = [f"--{k.replace('_', '-')}" for k in ("work", "root", "val_root") if k not in given]
+            if missing:
+                raise UserError(f"missing {', '.join(missing)} (or give --config)")
+            cfg = PrepareConfig(**given)
+        cfg.pack = dataclasses.replace(cfg.pack, **pack_given)
+        cfg.progress = a.progress
+        state = prepare(cfg)
+    except (PrepareError, PackError) as err:
+        raise UserError(str(err)) from err
+    print("\n".join(report_lines(state)))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastrec", description=__doc__.splitlines()[0] if __doc__ else None)
@@ -200,6 +226,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("prepare", help="the whole chain: [raid] extract filter split list pack, resumable")
+    p.add_argument("--config", metavar="TOML", help="settings file (flags given here override it)")
+    p.add_argument("--work", help="folder for lists, .rec files and the state file")
+    p.add_argument("--archive", dest="archives", action="append", metavar="TAR",
+                   help="ImageNet-style tar(s) to extract (repeat; omit if --root is already extracted)")
+    p.add_argument("--root", help="train image tree (extract destination)")
+    p.add_argument("--val-root", help="validation tree that split fills")
+    p.add_argument("--small-root", help="where filter moves classes with too few images")
+    p.add_argument("--min-images", type=int, help="filter: minimum images per class (0: no filter; 500)")
+    p.add_argument("--val-per-class", type=int, help="split: images per class for validation (0: none; 50)")
+    p.add_argument("--seed", type=int, help="split seed (0)")
+    p.add_argument("--chunks", type=int, help="train .lst/.rec chunks (8)")
+    p.add_argument("--val-chunks", type=int, help="validation chunks (1)")
+    p.add_argument("--extract-jobs", type=int, help="parallel class extraction (4)")
+    p.add_argument("--raid-device", dest="raid_devices", action="append", metavar="DEV",
+                   help="stripe these disks first (repeat); the plan is printed unless --raid-execute")
+    p.add_argument("--raid-mount", help="mount point of the RAID-0 volume")
+    p.add_argument("--raid-execute", action="store_true", default=None, help="really create the array")
+    for flag, kind in (("--resize", int), ("--quality", int), ("--num-thread", int), ("--filter", str),
+                       ("--dask", str), ("--shard-size", int)):
+        p.add_argument(flag, type=kind, default=None, help=f"pack {flag} (see fastrec pack)")
+    p.add_argument("--no-upscale", action="store_true", default=None, help="pack --no-upscale")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    p.set_defaults(func=cmd_prepare)
 
     # -- stage commands are registered below this line --
     from fastrec import extract, filter as filter_, raid, split

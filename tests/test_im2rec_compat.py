@@ -45,6 +45,8 @@ EDGE_LINES = [
     "\t14\t2\ta.jpg",                     # a leading tab is too
     "15 \t 4 \t 5\t b.jpg",               # two labels, spaces around them
     "16\t1\ta.jpg\r",                     # CR before the newline
+    "17\t2\tmagic.jpg",                   # payload holds RecordIO's magic word: split segments
+    "18\t3\tcafé.jpg",                    # a non-ASCII (UTF-8) name
 ]
 # labels beyond float32's range: im2rec.py packs the header with struct's *native* 'IfQQ',
 # which casts without a range check (only the standard '<f' raises OverflowError), so they
@@ -65,6 +67,9 @@ def put_images(root: Path) -> None:
     for i, rel in enumerate(["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "sub/f.jpg", "name with spaces.jpg"]):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"\xff\xd8\xff\xe0" + bytes([i]) * (37 + 5 * i))
+    magic = bytes.fromhex("0a23d7ce")   # at file offsets 0, 4, 12, 16: aligned in the payload
+    (root / "magic.jpg").write_bytes(magic * 2 + b"abcd" + magic * 2 + b"tail!")
+    (root / "café.jpg").write_bytes(b"\xff\xd8\xff\xe0caf\xc3\xa9" * 5)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +145,7 @@ def test_lst_edge_cases_pack_like_im2rec(cases, name):
     d = cases.base / name / "fr"
     records = read_with_mxnet(d / "train.rec")
     ids = [r.id for r in records]
-    assert ids == [0, 3, 4, 5, 6, 7, 3, 8, 11, 13, 14, 15, 16]
+    assert ids == [0, 3, 4, 5, 6, 7, 3, 8, 11, 13, 14, 15, 16, 17, 18]
     labels = {}
     for r in records:
         labels.setdefault(r.id, r.label)          # the first of a repeated id
@@ -150,7 +155,10 @@ def test_lst_edge_cases_pack_like_im2rec(cases, name):
         assert list(next(r for r in records if r.id == 4).label) == [1.0, 2.0, 3.0]
     else:
         assert {r.flag for r in records} == {0} and labels[4] == 1.0
-    assert next(r for r in records if r.id == 11).image == (cases.root / "name with spaces.jpg").read_bytes()
+    for id_, fname in [(11, "name with spaces.jpg"), (17, "magic.jpg"), (18, "café.jpg")]:
+        assert next(r for r in records if r.id == id_).image == (cases.root / fname).read_bytes()
+    rec = (cases.base / name / "fr" / "train.rec").read_bytes()
+    assert rec.count(bytes.fromhex("0a23d7ce")) > len(records)    # the split segments are there
 
 
 @pytest.mark.parametrize("name", ["edge", "edge_label"])

@@ -167,12 +167,12 @@ def test_color_modes_channels(packed, tree):
 
 
 def test_color0_pixels_near_reference(packed, tree):
-    """The gray records are the gray image, well resized (final JPEG within 30 dB)."""
+    """The gray records are the gray image, well resized (final JPEG within 38 dB)."""
     for r, item in zip(read_with_mxnet(packed["color0"][0]), lst_items(tree.lst)):
         img = decode(r.image)
         ref = reference_resize(cv2.imread(str(tree.root / item.path), cv2.IMREAD_GRAYSCALE),
                                (img.shape[1], img.shape[0]))
-        assert psnr(img, ref) >= 30, item.path
+        assert psnr(img, ref) >= 38, item.path      # measured >= 43
 
 
 def test_png_records_hold_the_exact_pre_encode_pixels(packed, tree):
@@ -214,12 +214,24 @@ def test_pre_encode_pixels_near_high_quality_reference(tree, resize):
         assert scaled >= 2   # the DCT-scaled decode path was exercised
 
 
-def test_final_jpeg_near_reference(packed, tree):
-    """The stored JPEGs (quality 90) are still close to the reference: >= 30 dB."""
-    for r, item in zip(read_with_mxnet(packed["r480"][0]), lst_items(tree.lst)):
-        img = cv2.cvtColor(decode(r.image, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        ref = reference_resize(imread_rgb(tree.root / item.path), (img.shape[1], img.shape[0]))
-        assert psnr(img, ref) >= 30, item.path
+@pytest.mark.parametrize("variant", ["r480", "crop480"])
+def test_final_jpeg_near_reference(packed, tree, variant):
+    """The stored JPEGs (quality 90) are still close to the reference (>= 35 dB; measured
+    >= 37), and over the tree closer on average than im2rec.py's."""
+    items = lst_items(tree.lst)
+    scores = {}
+    for tool, rec in zip(("fastrec", "im2rec"), packed[variant]):
+        scores[tool] = []
+        for r, item in zip(read_with_mxnet(rec), items):
+            img = cv2.cvtColor(decode(r.image, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            full = imread_rgb(tree.root / item.path)
+            if "--center-crop" in VARIANTS[variant]:
+                h, w = full.shape[:2]
+                m = abs(h - w) // 2
+                full = full[m:m + w] if h > w else full[:, m:m + h]
+            scores[tool].append(psnr(img, reference_resize(full, (img.shape[1], img.shape[0]))))
+    assert min(scores["fastrec"]) >= 35, scores["fastrec"]
+    assert np.mean(scores["fastrec"]) > np.mean(scores["im2rec"]), scores
 
 
 def test_downscale_beats_im2rec_inter_linear(packed, tree):

@@ -243,13 +243,14 @@ def test_cmyk_pixels_match_opencv(odd, packed):
     records, _ = by_key(odd, packed["png"][1])
     lossless = decode(records["cmyk"].image)                 # the exact pre-encode pixels
     assert lossless.shape == ref.shape
+    # measured: every sample off by exactly 1 (OpenCV's CMYK->BGR divides by 256, not 255)
     assert mean_abs(lossless, ref) < 1.5 and np.abs(lossless.astype(int) - ref).max() <= 2
     records, _ = by_key(odd, packed["q100"][1])
     final = decode(records["cmyk"].image, cv2.IMREAD_COLOR)   # after the quality-100 re-encode
-    assert mean_abs(final, ref) < 3
+    assert mean_abs(final, ref) < 3                              # measured 1.75
     records, _ = by_key(odd, packed["r32_png"][1])
     small = decode(records["cmyk"].image)
-    assert psnr(small, reference_resize(ref, (small.shape[1], small.shape[0]))) >= 40
+    assert psnr(small, reference_resize(ref, (small.shape[1], small.shape[0]))) >= 40   # measured 45.8
     gray = decode(by_key(odd, packed["png_gray"][1])[0]["cmyk"].image)
     assert mean_abs(gray, cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)) < 1.5
 
@@ -276,9 +277,11 @@ def test_exif_orientation(odd, packed, key):
     """Colour and gray: the record is upright -- the geometry of cv2.imread(path, 1/0), the
     right corner colours, and (lossless) the same pixels as OpenCV. --color -1: no rotation."""
     path = odd.files[key]
-    for variant, tol, flag in [("png", 2, cv2.IMREAD_COLOR), ("q100", 30, cv2.IMREAD_COLOR),
-                               ("png_gray", 2, cv2.IMREAD_GRAYSCALE), ("r32_png", 40, cv2.IMREAD_COLOR),
-                               ("r32_png_gray", 40, cv2.IMREAD_GRAYSCALE)]:
+    # corner tolerances: measured worst 1 in every variant (blocks are 2x2 MCUs, sampled at
+    # their centre, >= 4 output pixels from any edge after the 2x downscale)
+    for variant, tol, flag in [("png", 2, cv2.IMREAD_COLOR), ("q100", 8, cv2.IMREAD_COLOR),
+                               ("png_gray", 2, cv2.IMREAD_GRAYSCALE), ("r32_png", 8, cv2.IMREAD_COLOR),
+                               ("r32_png_gray", 8, cv2.IMREAD_GRAYSCALE)]:
         ref = cv2.imread(str(path), flag)
         img = decode(by_key(odd, packed[variant][1])[0][key].image, flag)
         resize = flags_value(VARIANTS[variant], "--resize", 0)
@@ -306,10 +309,10 @@ def test_fallback_formats_pixels_match_opencv(odd, packed, key):
         assert img.shape == ref.shape, (variant, img.shape, ref.shape)
         assert mean_abs(img, ref) < tol, (variant, mean_abs(img, ref))
     final = decode(by_key(odd, packed["q100"][1])[0][key].image, cv2.IMREAD_COLOR)
-    assert psnr(final, upright(path)) >= 35
+    assert psnr(final, upright(path)) >= 35       # measured 38.1 (GIF) .. 48 (4:2:0 at quality 100)
     small = decode(by_key(odd, packed["r32_png"][1])[0][key].image)
     ref = upright(path)
-    assert psnr(small, reference_resize(ref, (small.shape[1], small.shape[0]))) >= 40
+    assert psnr(small, reference_resize(ref, (small.shape[1], small.shape[0]))) >= 40   # measured 57
 
 
 def test_gray_and_odd_sizes(odd, packed):

@@ -1,0 +1,209 @@
+"""`fastrec prepare`: the whole ImageNet chain in one resumable command.
+
+    [raid] -> extract -> filter -> split -> list (train, val) -> pack (train, val)
+
+Each stage is the stage module's own function, and each is resumable on its own (extract by
+class, split by its manifest, pack by --resume). A state file in the work folder records the
+stages that finished and their summaries, so a rerun after an interruption skips what is done
+and picks the interrupted stage up where it stopped. Filter in particular must not run twice:
+after the split, classes just above the minimum would fall below it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+
+from fastrec.fsutil import atomic_write
+from fastrec.pack import Job, PackOptions, Summary, pack_jobs
+from fastrec.lists import ListOptions, find_lists, make_lists
+
+STATE_NAME = "prepare.state.json"
+STAGES = ("raid", "extract", "filter", "split", "list", "pack")
+
+
+class PrepareError(Exception):
+    """The chain cannot start or go on; the message says what to do."""
+
+
+@dataclass
+class PrepareConfig:
+    """What to prepare. Folders: `work` (lists, .rec files, state), `root` (train images; the
+    extract destination), `val_root`, `small_root` (where filter moves small classes)."""
+
+    work: str
+    root: str
+    val_root: str
+    archives: list[str] = field(default_factory=list)  # empty: `root` is already extracted
+    small_root: str = ""
+    min_images: int = 500           # 0 disables filter
+    val_per_class: int = 50         # 0 disables split
+    seed: int = 0
+    chunks: int = 8
+    val_chunks: int = 1
+    extract_jobs: int = 4
+    raid_devices: list[str] = field(default_factory=list)
+    raid_mount: str = ""
+    raid_execute: bool = False
+    pack: PackOptions = field(default_factory=lambda: PackOptions(resize=480, quality=90))
+    progress: str = "auto"
+
+    @classmethod
+    def from_toml(cls, path: str, **overrides) -> "PrepareConfig":
+        """Read a config like:  work = "..."  root = "..."  val_root = "..."  [pack] resize = 480"""
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        pack = PackOptions(**{"resize": 480, "quality": 90, **data.pop("pack", {})})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise PrepareError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(pack=pack, **data)
+
+    def fingerprint(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["pack"] = {k: v for k, v in d["pack"].items() if k not in ("num_thread", "progress", "resume", "dask")}
+        d.pop("progress")
+        d.pop("extract_jobs")
+        return d
+
+
+def _load_state(path: str, config: PrepareConfig) -> dict:
+    if not os.path.exists(path):
+        return {"config": config.fingerprint(), "done": {}, "seconds": {}}
+    with open(path) as f:
+        state = json.load(f)
+    if state.get("config") != config.fingerprint():
+        raise PrepareError(f"{path} was written for other settings; rerun with the same settings to "
+                           f"resume, or use another --work folder (or delete the state file) to start over")
+    return state
+
+
+def _save_state(path: str, state: dict) -> None:
+    atomic_write(path, json.dumps(state, indent=1, sort_keys=True).encode())
+
+
+def _summary_dict(summary) -> dict:
+    if dataclasses.is_dataclass(summary):
+        return json.loads(json.dumps(dataclasses.asdict(summary), default=str))
+    return summary
+
+
+def _pack_stage(cfg: PrepareConfig) -> dict:
+    out = {}
+    for split in ("train", "val"):
+        _, lists = find_lists(os.path.join(cfg.work, split))
+        lists = [p for p in lists if os.path.basename(p).startswith(split)]
+        root = cfg.root if split == "train" else cfg.val_root
+        jobs = [Job.for_list(lst, os.path.abspath(root)) for lst in lists]
+        opts = dataclasses.replace(cfg.pack, resume=True, progress=cfg.progress)
+        if cfg.pack.dask:
+            from fastrec.distributed import pack_jobs_dask
+            summary = pack_jobs_dask(jobs, opts, cfg.pack.dask, cfg.pack.shard_size)
+        else:
+            summary = pack_jobs(jobs, opts)
+        out[split] = {"images": summary.images, "skipped": summary.skipped, "reasons": dict(summary.reasons),
+                      "files": {rec: os.path.getsize(rec) for rec in summary.lists}}
+    return out
+
+
+def _list_stage(cfg: PrepareConfig) -> dict:
+    out = {}
+    for split, root, chunks in (("train", cfg.root, cfg.chunks), ("val", cfg.val_root, cfg.val_chunks)):
+        if not os.path.isdir(root):
+            out[split] = {"images": 0, "lists": []}
+            continue
+        result = make_lists(os.path.join(cfg.work, split), root, ListOptions(recursive=True, chunks=chunks))
+        out[split] = {"images": sum(result.counts.values()), "lists": result.files,
+                      "classes": len(result.label_map)}
+    return out
+
+
+def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
+    """Run one stage; None when the configuration leaves it out."""
+    if name == "raid":
+        if not cfg.raid_devices:
+            return None
+        from fastrec.raid import RaidOptions, create_raid
+        return _summary_dict(create_raid(RaidOptions(cfg.raid_devices, cfg.raid_mount), execute=cfg.raid_execute))
+    if name == "extract":
+        if not cfg.archives:
+            return None
+        from fastrec.extract import ExtractOptions, extract
+        also = (cfg.small_root,) if cfg.small_root else ()
+        s = extract(cfg.archives, cfg.root, ExtractOptions(jobs=cfg.extract_jobs, progress=cfg.progress,
+                                                           also_done=also))
+        return {"classes": s.classes, "files": s.files, "bytes": s.bytes,
+                "refused": [list(p) for p in s.refused], "corrupt": [list(p) for p in s.corrupt]}
+    if name == "filter":
+        if not cfg.min_images:
+            return None
+        from fastrec.filter import filter_classes
+        s = filter_classes(cfg.root, cfg.min_images, cfg.small_root or os.path.join(cfg.work, "small-classes"),
+                           progress=cfg.progress)
+        return {"kept": len(s.kept), "kept_images": s.kept_images, "moved": [list(m) for m in s.moved],
+                "moved_images": s.moved_images}
+    if name == "split":
+        if not cfg.val_per_class:
+            return None
+        from fastrec.split import split_classes
+        s = split_classes(cfg.root, cfg.val_root, cfg.val_per_class, cfg.seed, progress=cfg.progress)
+        return {"classes": s.classes, "moved": len(s.moves), "manifest": s.manifest}
+    if name == "list":
+        return _list_stage(cfg)
+    if name == "pack":
+        return _pack_stage(cfg)
+    raise ValueError(name)
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Run (or resume) the chain; returns the state with every stage's summary and timing."""
+    os.makedirs(cfg.work, exist_ok=True)
+    state_path = os.path.join(cfg.work, STATE_NAME)
+    state = _load_state(state_path, cfg)
+    for name in STAGES:
+        if name in state["done"]:
+            continue
+        started = time.perf_counter()
+        result = run_stage(name, cfg)
+        state["seconds"][name] = state["seconds"].get(name, 0.0) + time.perf_counter() - started
+        state["done"][name] = result
+        _save_state(state_path, state)
+    return state
+
+
+def report_lines(state: dict) -> list[str]:
+    done, secs = state["done"], state["seconds"]
+    out = ["stage     seconds  result"]
+    for name in STAGES:
+        result = done.get(name)
+        if result is None:
+            text = "skipped (not configured)" if name in done else "not run"
+        elif name == "extract":
+            text = (f"{result['classes']} classes, {result['files']} files, {result['bytes'] / 1e9:.2f} GB; "
+                    f"{len(result['refused'])} members refused, {len(result['corrupt'])} corrupt")
+        elif name == "filter":
+            text = (f"kept {result['kept']} classes ({result['kept_images']} images), moved "
+                    f"{len(result['moved'])} classes ({result['moved_images']} images)")
+        elif name == "split":
+            text = f"moved {result['moved']} images of {result['classes']} classes to validation"
+        elif name == "list":
+            text = ", ".join(f"{k}: {v['images']} images" for k, v in result.items())
+        elif name == "pack":
+            parts = []
+            for split, r in result.items():
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items()))
+                parts.append(f"{split}: {r['images']} packed, {r['skipped']} skipped"
+                             + (f" ({reasons})" if reasons else ""))
+            text = "; ".join(parts)
+        else:
+            text = "done"
+        out.append(f"{name:<8} {secs.get(name, 0.0):8.1f}  {text}")
+    for split, r in (done.get("pack") or {}).items():
+        for rec, size in r["files"].items():
+            out.append(f"  {rec}  {size / 1e6:.1f} MB")
+    return out
