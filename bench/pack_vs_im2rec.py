@@ -60,10 +60,13 @@ class Run:
     stdout: str
 
 
+ENV: dict | None = None   # environment of fastrec runs (PYTHONPATH -> the snapshot)
+
+
 def timed(cmd: list[str], cwd: Path | None = None) -> Run:
     """Run cmd to completion; wall time, CPU time and peak RSS of it via os.wait4."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
     out = p.stdout.read()   # the pipe closes when every process holding it has exited
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
@@ -118,6 +121,33 @@ def fastrec_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "fastrec"]
 
 
+def snapshot_fastrec(work: Path) -> None:
+    """Benchmark a frozen copy of fastrec/ (built extensions included): the checkout may be
+    edited or rebuilt while the rounds run, and one result must not mix two versions."""
+    global ENV
+    dst = work / "snapshot"
+    shutil.copytree(REPO / "fastrec", dst / "fastrec",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    ENV = dict(os.environ, PYTHONPATH=str(dst) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def smoke_test(tree: "Tree", work: Path) -> None:
+    """Pack two images with each tool before timing anything: fail in seconds, not minutes."""
+    d = work / "smoke"
+    d.mkdir(exist_ok=True)
+    write_lst(d / "data.lst", lst_entries(tree.lists["full"])[:2])
+    timed(fastrec_cmd() + ["pack", str(d / "data"), str(tree.root), "--resize", "64"])
+    timed([sys.executable, str(im2rec_path()), str(d / "data"), str(tree.root), "--resize", "64"])
+
+
+def git_state() -> dict:
+    def git(*a):
+        return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True).stdout.strip()
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty_files": [line[3:] for line in git("status", "--porcelain").splitlines()
+                            if line[3:].startswith(("csrc/", "fastrec/"))]}
+
+
 def build_ceiling(work: Path) -> Path:
     exe = work / "ceiling"
     cmd = ["gcc", "-O3", "-std=gnu11", "-Wall", f"-I{REPO / 'csrc'}", str(BENCH / "ceiling.c"),
@@ -162,7 +192,7 @@ def prepare_tree(name: str, root: Path, work: Path, resize: int) -> Tree:
     full = tdir / "full" / "data.lst"
     full.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(fastrec_cmd() + ["list", str(full.with_suffix("")), str(root), "--recursive"],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, env=ENV)
     rows = lst_entries(full)
     if not rows:
         raise SystemExit(f"no images found under {root}")
@@ -421,6 +451,8 @@ def main(argv=None) -> int:
     p.add_argument("--ceiling-passes", type=int, default=3, help="passes over the files per ceiling run")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="run the checkout's fastrec/ directly instead of a copy taken at start")
     p.add_argument("--label", default="", help="text added to the results file name")
     args = p.parse_args(argv)
     threads = [int(x) for x in args.threads.split(",")]
@@ -428,6 +460,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fastrec-bench-")) if args.work is None else args.work
     work.mkdir(parents=True, exist_ok=True)
     try:
+        if not args.no_snapshot:
+            snapshot_fastrec(work)
         trees = []
         for spec in args.tree or ["imagenet", "camera"]:
             if spec in TREE_DEFAULTS:
@@ -440,6 +474,8 @@ def main(argv=None) -> int:
             trees.append(prepare_tree(name, root, work, args.resize))
         im2rec = im2rec_path()
         ceiling = build_ceiling(work)
+        smoke_test(trees[0], work)
+        git = git_state()
         for t in trees:
             print(f"# tree {t.name}: {t.n} images, mean {t.mean_kb:.1f} KiB, {t.root}", file=sys.stderr)
         started = _dt.datetime.now(_dt.timezone.utc)
@@ -455,6 +491,7 @@ def main(argv=None) -> int:
     info = machine()
     head = (f"Measured {started:%Y-%m-%d %H:%M} UTC on {info['cpus']} CPUs ({info['cpu']}), "
             f"libjpeg-turbo {info['libjpeg_turbo'] or '?'}, Python {info['python']}; "
+            f"fastrec {git['commit'][:7]}{' + uncommitted changes' if git['dirty_files'] else ''}; "
             f"--resize {args.resize} --quality {args.quality}, {args.repeat} interleaved rounds, "
             f"{time.perf_counter() - t0:.0f} s in all.\n"
             + "".join(f"Tree {t.name}: {t.n} images, mean {t.mean_kb:.1f} KiB.\n" for t in trees))
@@ -464,7 +501,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"pack_vs_im2rec-{started:%Y%m%dT%H%M%SZ}" + (f"-{args.label}" if args.label else "")
     payload = {
-        "started_utc": started.isoformat(), "machine": info,
+        "started_utc": started.isoformat(), "machine": info, "git": git,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "trees": [{"name": t.name, "root": str(t.root), "images": t.n, "mean_kib": t.mean_kb,
                    "imagenet_sized": t.small} for t in trees],

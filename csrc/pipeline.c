@@ -149,11 +149,11 @@ static void finish_record(fr_worker *w, fr_buf *out, fr_result *res)
         res->status = FR_OK;
 }
 
-/* Header + rows of RGB (from RGBX) or gray bytes, unframed: Python turns them into a PNG. */
+/* Header + rows of RGB (from RGBX), RGBA or gray bytes, unframed: Python turns them into a PNG. */
 static void append_raw(fr_worker *w, const uint8_t *img, int width, int height, int ch, size_t stride,
-                       fr_buf *out, fr_result *res)
+                       int keep_alpha, fr_buf *out, fr_result *res)
 {
-    int oc = ch == 4 ? 3 : 1;
+    int oc = ch == 4 ? (keep_alpha ? 4 : 3) : 1;
     if (fr_buf_reserve(out, w->payload.len + (size_t)width * height * oc)) {
         fail(res, FR_SKIP_NO_MEMORY, "cannot allocate the pixel output");
         return;
@@ -169,8 +169,9 @@ static void append_raw(fr_worker *w, const uint8_t *img, int width, int height, 
     res->status = FR_OK;
 }
 
-/* Crop (displayed coordinates), resize, orient and encode pixels; append the record. */
-static void pack_decoded(fr_worker *w, const fr_options *o, const fr_pixels *px, int orientation,
+/* Crop (displayed coordinates), resize, orient and encode pixels; append the record.
+ * `alpha`: the 4th byte of each pixel is real alpha (RGBA input), not JPEG decoder padding. */
+static void pack_decoded(fr_worker *w, const fr_options *o, const fr_pixels *px, int alpha, int orientation,
                          double box_x, double box_y, double box_w, double box_h, int tw, int th,
                          const fr_record_head *h, fr_buf *out, fr_result *res)
 {
@@ -213,7 +214,7 @@ static void pack_decoded(fr_worker *w, const fr_options *o, const fr_pixels *px,
         return;
     }
     if (o->raw_output) {
-        append_raw(w, img, ow, oh, ch, stride, out, res);
+        append_raw(w, img, ow, oh, ch, stride, alpha, out, res);
         return;
     }
     fr_encode_params ep = {o->quality, o->subsampling, o->fast_dct};
@@ -285,7 +286,7 @@ static void pack_jpeg(fr_worker *w, const fr_options *o, const uint8_t *data, si
     }
     res->scale_denom = denom;
     /* Resample from the fractional box: a 1/d decode covers W/d source pixels, not ceil(W/d). */
-    pack_decoded(w, o, &px, ori, (double)sx / denom, (double)sy / denom, (double)sw / denom,
+    pack_decoded(w, o, &px, 0, ori, (double)sx / denom, (double)sy / denom, (double)sw / denom,
                  (double)sh / denom, tw, th, h, out, res);
 }
 
@@ -399,5 +400,5 @@ void fr_pack_pixels(fr_worker *w, const fr_options *o, const uint8_t *px, int wi
     int bx, by, bw, bh, ow, oh;
     if (plan_geometry(o, width, height, &bx, &by, &bw, &bh, &ow, &oh, res))
         return;
-    pack_decoded(w, o, &p, 1, bx, by, bw, bh, ow, oh, h, out, res);
+    pack_decoded(w, o, &p, channels == 4 && o->keep_alpha, 1, bx, by, bw, bh, ow, oh, h, out, res);
 }

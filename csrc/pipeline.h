@@ -18,6 +18,7 @@ typedef struct {
     int no_upscale;      /* keep images smaller than `resize` at their size */
     int pass_through;    /* store the file bytes unchanged */
     int raw_output;      /* append header + raw RGB/gray rows, unframed (PNG output is made in Python) */
+    int keep_alpha;      /* with raw_output: RGBA input to fr_pack_pixels keeps its alpha */
     fr_filter filter;
     int quality;
     int subsampling;     /* 420, 422, 444 */

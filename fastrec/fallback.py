@@ -8,6 +8,7 @@ orientation is applied unless --color -1. Also turns raw pixel records into PNG 
 from __future__ import annotations
 
 import io
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,14 +29,19 @@ def _to_array(im: Image.Image, color: int) -> np.ndarray:
         arr = np.asarray(im).astype(np.uint32) >> 8           # 16-bit gray: keep the high byte
         im = Image.fromarray(arr.astype(np.uint8), "L")
     gray = im.mode in ("1", "L", "LA", "I", "F")
-    want = "L" if color == 0 or (color == -1 and gray) else "RGB"
+    alpha = "A" in im.getbands() or "transparency" in im.info
+    # --color -1 keeps alpha, as IMREAD_UNCHANGED does (the JPEG encoder then ignores it).
+    want = "L" if color == 0 or (color == -1 and gray) else "RGBA" if color == -1 and alpha else "RGB"
     return np.ascontiguousarray(np.asarray(im.convert(want)))
 
 
-def decode(path: bytes, color: int, max_pixels: int) -> np.ndarray | tuple[str, str]:
-    """Upright pixels of a non-JPEG image, or (reason, message) when it cannot be used."""
+def decode(source, color: int, max_pixels: int) -> np.ndarray | tuple[str, str]:
+    """Upright pixels of a non-JPEG image (a path, or a file-like object), or (reason, message)
+    when it cannot be used."""
+    if isinstance(source, bytes):
+        source = source.decode("utf-8", "surrogateescape")
     try:
-        with Image.open(path.decode("utf-8", "surrogateescape") if isinstance(path, bytes) else path) as im:
+        with Image.open(source) as im:
             if im.width * im.height > max_pixels:
                 return "too-many-pixels", f"{im.width}x{im.height} is above the limit of {max_pixels} pixels"
             if color != -1:
@@ -48,39 +54,31 @@ def decode(path: bytes, color: int, max_pixels: int) -> np.ndarray | tuple[str, 
         return reason, f"{type(err).__name__}: {err}"
 
 
-def pack(worker, path: bytes, id_: int, label, opts: "PackOptions") -> "Outcome":
-    """Decode with Pillow and pack with the native worker (resize, encode, framing)."""
+def pack(worker, path: bytes, id_: int, label, opts: "PackOptions", data: bytes | None = None) -> "Outcome":
+    """Decode with Pillow (from `data` if given, else the file) and pack with the native worker."""
     from fastrec.pack import Outcome
 
-    if opts.pass_through:  # never reached: pass-through takes any bytes natively
-        raise AssertionError("pass-through does not decode")
-    px = decode(path, opts.color, opts.max_pixels)
+    px = decode(io.BytesIO(data) if data is not None else path, opts.color, opts.max_pixels)
     if isinstance(px, tuple):
         return Outcome(None, px[0], px[1])
     record, (status, _, message, _, _, w, h, _, _) = worker.pack_pixels(px, id_, label)
     if status != OK:
         return Outcome(None, STATUS_NAMES[status], message)
-    import os
-    return Outcome(record, in_bytes=os.path.getsize(path), size=(w, h))
+    in_bytes = len(data) if data is not None else os.path.getsize(path)
+    return Outcome(record, in_bytes=in_bytes, size=(w, h))
 
 
 def raw_to_png(outcome: "Outcome", opts: "PackOptions") -> "Outcome":
-    """Turn a raw-pixel record (header + rows) into a framed record holding a PNG."""
+    """Turn a raw-pixel record (header, labels, then rows) into a framed record holding a PNG."""
     if outcome.record is None:
         return outcome
     w, h = outcome.size
     data = outcome.record
-    pixels = len(data) % (w * h) if w * h else 0
-    channels = 3 if (len(data) - _header_len(data)) == w * h * 3 else 1
-    head = data[:len(data) - w * h * channels]
-    arr = np.frombuffer(data, np.uint8, count=w * h * channels, offset=len(head))
-    im = Image.fromarray(arr.reshape((h, w, 3) if channels == 3 else (h, w)), "RGB" if channels == 3 else "L")
+    head_len = 24 + 4 * int.from_bytes(data[:4], "little")   # IRHeader + flag float32 labels
+    channels = (len(data) - head_len) // (w * h)
+    arr = np.frombuffer(data, np.uint8, offset=head_len).reshape((h, w, channels) if channels > 1 else (h, w))
     buf = io.BytesIO()
-    im.save(buf, "PNG", compress_level=max(0, min(opts.quality, 9)))  # OpenCV clamps to 0..9
-    outcome.record = frame(head + buf.getvalue())
+    Image.fromarray(arr, {1: "L", 3: "RGB", 4: "RGBA"}[channels]).save(
+        buf, "PNG", compress_level=max(0, min(opts.quality, 9)))  # OpenCV clamps to 0..9, so do we
+    outcome.record = frame(data[:head_len] + buf.getvalue())
     return outcome
-
-
-def _header_len(payload: bytes) -> int:
-    flag = int.from_bytes(payload[:4], "little")
-    return 24 + 4 * flag

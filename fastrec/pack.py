@@ -19,6 +19,8 @@ from typing import Iterable, Iterator, Sequence
 
 from fastrec import fallback
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
+
+READ_ERROR = STATUS_NAMES.index("read-error")
 from fastrec.lists import ListItem, find_lists, read_list
 from fastrec.progress import Progress
 from fastrec.recordio import record_end_in_file
@@ -83,7 +85,8 @@ class PackOptions:
                       quality=self.quality if self.encoding == ".jpg" else 95,
                       subsampling=self.subsampling, fast_dct=self.fast_dct,
                       max_pixels=self.max_pixels, max_bytes=self.max_bytes, max_scans=self.max_scans,
-                      raw=self.encoding == ".png" and not self.pass_through)
+                      raw=self.encoding == ".png" and not self.pass_through,
+                      keep_alpha=self.encoding == ".png" and self.color == -1)
 
 
 @dataclass
@@ -141,6 +144,7 @@ class Job:
     rec: str
     idx: str
     skipped: str
+    source: object = None   # a tarsource.TarIndex to read images from instead of files under root
 
     @classmethod
     def for_list(cls, lst: str, root: str, out_dir: str | None = None) -> "Job":
@@ -174,21 +178,43 @@ def _thread_worker(opts: PackOptions) -> Worker:
     return w
 
 
-def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions) -> list[Outcome]:
-    """Turn list items into outcomes, in order (runs in a worker thread; the C part drops the GIL)."""
+def _read_member(source, path: str) -> bytes | Outcome:
+    fds = getattr(_local, "fds", None)
+    if fds is None or getattr(_local, "fds_source", None) is not source:
+        fds = _local.fds = {}
+        _local.fds_source = source
+    try:
+        return source.read(path, fds)
+    except OSError as err:
+        return Outcome(None, STATUS_NAMES[READ_ERROR], str(err))
+
+
+def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=None) -> list[Outcome]:
+    """Turn list items into outcomes, in order (runs in a worker thread; the C part drops the GIL).
+
+    Images are files under `root`, or, given a tar `source`, byte ranges of its archives."""
     outcomes: list[Outcome | None] = [None] * len(items)
-    ids, labels, paths, where = [], [], [], []
+    ids, labels, paths, datas, where = [], [], [], [], []
     for i, item in enumerate(items):
         head = _head(item, opts.pack_label)
         if isinstance(head, str):
             outcomes[i] = Outcome(None, "bad-header", head)
             continue
+        if source is not None:
+            data = _read_member(source, item.path)
+            if isinstance(data, Outcome):
+                outcomes[i] = data
+                continue
+            datas.append(data)
         ids.append(head[0])
         labels.append(head[1])
         paths.append(os.fsencode(_full_path(root, item.path)))
         where.append(i)
     worker = _thread_worker(opts)
-    blob, results = worker.pack_files(ids, labels, paths)
+    if source is not None:
+        blob, results = worker.pack_bytes(ids, labels, datas)
+    else:
+        blob, results = worker.pack_files(ids, labels, paths)
     start = 0
     for j, (status, end, message, _, _, out_w, out_h, _, in_bytes) in enumerate(results):
         i = where[j]
@@ -196,7 +222,8 @@ def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions) -> list[
             outcomes[i] = Outcome(blob[start:end], in_bytes=in_bytes, size=(out_w, out_h))
             start = end
         elif status == NEEDS_FALLBACK:
-            outcomes[i] = fallback.pack(worker, paths[j], ids[j], labels[j], opts)
+            data = datas[j] if source is not None else None
+            outcomes[i] = fallback.pack(worker, paths[j], ids[j], labels[j], opts, data)
         else:
             outcomes[i] = Outcome(None, STATUS_NAMES[status], message, in_bytes)
     if opts.encoding == ".png" and not opts.pass_through:
@@ -358,7 +385,7 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
                 batch = next(batches, None)
                 if batch is None:
                     break
-                inflight.append((batch, pool.submit(pack_batch, batch, job.root, opts)))
+                inflight.append((batch, pool.submit(pack_batch, batch, job.root, opts, job.source)))
             if not inflight:
                 break
             batch, fut = inflight.popleft()

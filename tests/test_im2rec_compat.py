@@ -7,7 +7,6 @@ cannot pack (SPEC §4.5), at 2 it skips it, which is what fastrec does at any th
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 

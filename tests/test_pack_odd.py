@@ -13,7 +13,6 @@ cannot read, are packed through the fallback decoder.
 from __future__ import annotations
 
 import collections
-import os
 import struct
 import tempfile
 import time
@@ -200,8 +199,6 @@ def test_same_geometry_as_im2rec(odd, packed, im2rec_packed, variant):
         assert decode(a.image).shape == decode(b.image).shape, key
 
 
-@pytest.mark.xfail(strict=True, reason="fallback._to_array drops alpha for --color -1, but im2rec.py "
-                   "keeps it when the output is PNG (SPEC §4.4.4: 'PNG keeps both alpha and 16-bit')")
 def test_color_unchanged_png_keeps_alpha(odd, packed, im2rec_packed):
     """--color -1 --encoding .png: an RGBA PNG stays RGBA (4 channels), as in im2rec.py."""
     theirs, _ = by_key(odd, im2rec_packed["png_keep"])

@@ -70,7 +70,8 @@ cdef class Worker:
     (1, 0, -1), quality (1-100); plus no_upscale, pass_through, filter ("triangle", "bicubic",
     "lanczos"), subsampling (420, 422, 444), fast_dct, and the limits max_pixels, max_bytes
     (per file) and max_scans (progressive JPEG scans). With raw=True a "record" is the
-    unframed header followed by the raw RGB (or gray) rows, for encoders other than JPEG.
+    unframed header followed by the raw RGB (or gray) rows, for encoders other than JPEG;
+    keep_alpha then keeps the 4th channel of RGBA input from pack_pixels.
     """
     cdef fr_worker *w
     cdef fr_options o
@@ -78,7 +79,7 @@ cdef class Worker:
     def __cinit__(self, int resize=0, bint center_crop=False, int color=1, bint no_upscale=False,
                   bint pass_through=False, str filter="lanczos", int quality=95, int subsampling=420,
                   bint fast_dct=False, uint64_t max_pixels=178956970, uint64_t max_bytes=1 << 28,
-                  int max_scans=100, bint raw=False):
+                  int max_scans=100, bint raw=False, bint keep_alpha=False):
         if not 1 <= quality <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
         if subsampling not in (420, 422, 444):
@@ -100,6 +101,7 @@ cdef class Worker:
         self.o.max_bytes = max_bytes
         self.o.max_scans = max_scans
         self.o.raw_output = raw
+        self.o.keep_alpha = keep_alpha
         self.w = fr_worker_new()
         if self.w == NULL:
             raise MemoryError("cannot create the JPEG decoder/encoder")

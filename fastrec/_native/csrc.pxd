@@ -48,6 +48,7 @@ cdef extern from "pipeline.h" nogil:
         int no_upscale
         int pass_through
         int raw_output
+        int keep_alpha
         fr_filter filter
         int quality
         int subsampling
