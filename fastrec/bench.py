@@ -599,6 +599,9 @@ def summary_lines(result: BenchResult) -> list[str]:
         "★ pareto: no other setting is both smaller and more faithful (PSNR); seed default: q90 4:2:0 accurate "
         "lanczos with upscaling; im2rec q95: im2rec.py's --quality default",
     ]
+    if any(not r.upscale for r in rows) and o.resize:
+        lines.append(f"upscale no: images with a shorter edge below {o.resize} keep their size, and their "
+                     "reference is the original image (fidelity to what that geometry can hold)")
     if result.excluded:
         ex = result.excluded
         lines.append(f"left out {len(ex)} sampled file(s) the native core does not pack (e.g. {ex[0][0]}: {ex[0][1]})")

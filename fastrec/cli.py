@@ -72,6 +72,10 @@ def cmd_list(a: argparse.Namespace) -> int:
     from fastrec.lists import ListError, ListOptions, make_lists
     opts = ListOptions(recursive=a.recursive, exts=tuple(a.exts), chunks=a.chunks,
                        train_ratio=a.train_ratio, test_ratio=a.test_ratio, shuffle=a.shuffle)
+    if getattr(a, "from_tar", None):
+        return _list_from_tar(a, opts)
+    if a.root is None:
+        raise UserError("give the image ROOT (or --from-tar ARCHIVE)")
     try:
         result = make_lists(a.prefix, a.root, opts)
     except ListError as err:
@@ -83,10 +87,30 @@ def cmd_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def _list_from_tar(a: argparse.Namespace, opts) -> int:
+    from fastrec.lists import ListError
+    from fastrec.tarsource import TarError, make_lists_from_tar
+    try:
+        made = make_lists_from_tar(a.prefix, a.from_tar, opts, a.min_images, a.val_per_class, a.seed,
+                                   a.val_prefix, a.val_chunks)
+    except (ListError, TarError) as err:
+        raise UserError(str(err)) from err
+    for rel, label in made.train.label_map:
+        print(rel, label)
+    for result in (made.train, made.val):
+        for path in (result.files if result else []):
+            log.info("wrote %s (%d images)", path, result.counts[path])
+    if made.split.small_classes:
+        log.info("left out %d classes with fewer than %d images", len(made.split.small_classes), a.min_images)
+    if made.rejected:
+        log.info("left out %d archive members (see the warnings above)", len(made.rejected))
+    return 0
+
+
 def cmd_pack(a: argparse.Namespace) -> int:
     from fastrec.pack import PackError, pack_prefix
     try:
-        summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a))
+        summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
     except PackError as err:
         raise UserError(str(err)) from err
     return 1 if a.strict and summary.skipped else 0
@@ -144,7 +168,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from fastrec.prepare import PrepareConfig, PrepareError, prepare, report_lines
     from fastrec.pack import PackError, PackOptions
     fields = ("work", "root", "val_root", "archives", "small_root", "min_images", "val_per_class", "seed",
-              "chunks", "val_chunks", "extract_jobs", "raid_devices", "raid_mount", "raid_execute")
+              "chunks", "val_chunks", "extract_jobs", "raid_devices", "raid_mount", "raid_execute", "from_tar")
     given = {k: getattr(a, k) for k in fields if getattr(a, k) is not None}
     pack_given = {k: getattr(a, k) for k in ("resize", "quality", "num_thread", "filter", "dask", "shard_size",
                                              "no_upscale") if getattr(a, k) is not None}
@@ -174,14 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="write .lst files like im2rec.py --list")
     p.add_argument("prefix", help="prefix of the .lst files to write")
-    p.add_argument("root", help="folder holding the images")
+    p.add_argument("root", nargs="?", help="folder holding the images (not with --from-tar)")
     add_list_flags(p)
+    t = p.add_argument_group("listing tar archives without extracting them")
+    t.add_argument("--from-tar", action="append", metavar="ARCHIVE",
+                   help="list the images of this tar (outer tar of class tars, folder of class tars, "
+                        "or a tar of class folders) as the extracted tree would be listed; repeatable")
+    t.add_argument("--min-images", type=int, default=0, help="leave out classes with fewer images (as filter)")
+    t.add_argument("--val-per-class", type=int, default=0, help="images per class for validation (as split)")
+    t.add_argument("--val-prefix", help="prefix of the validation .lst files")
+    t.add_argument("--val-chunks", type=int, default=1, help="chunks of the validation lists")
+    t.add_argument("--seed", type=int, default=0, help="the validation split's seed (as split)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("pack", help="pack .lst files into .rec/.idx like im2rec.py, natively")
     p.add_argument("prefix", help="prefix of the .lst files to pack (or a folder of them)")
-    p.add_argument("root", help="folder the .lst paths are relative to")
+    p.add_argument("root", nargs="?", help="folder the .lst paths are relative to (not with --from-tar)")
     add_pack_flags(p)
+    p.add_argument("--from-tar", action="append", metavar="ARCHIVE",
+                   help="read the images from these tar archives instead of files (see list --from-tar)")
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("im2rec", help="drop-in for `python im2rec.py ARGS` (list and pack modes)")
@@ -249,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--dask", str), ("--shard-size", int)):
         p.add_argument(flag, type=kind, default=None, help=f"pack {flag} (see fastrec pack)")
     p.add_argument("--no-upscale", action="store_true", default=None, help="pack --no-upscale")
+    p.add_argument("--from-tar", action="store_true", default=None,
+                   help="list and pack straight from the --archive tars: no extraction, no file moves")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
     p.set_defaults(func=cmd_prepare)
 

@@ -31,14 +31,14 @@ def _shard_base(job: Job, start: int) -> str:
     return os.path.join(_shard_dir(job), f"{start:012d}")
 
 
-def pack_shard(items: list, root: str, base: str, opts: PackOptions) -> int:
+def pack_shard(items: list, root: str, base: str, opts: PackOptions, source=None) -> int:
     """Pack `items` into the shard files `base`.{rec,idx,skipped.tsv} (runs on a worker).
 
     Idempotent: a shard already complete is kept. Returns the bytes read from the images."""
     if all(os.path.exists(base + s) for s in SHARD_SUFFIXES):
         return 0
     tmp = f"{base}.tmp-{uuid.uuid4().hex}"
-    shard = Job(items, root, tmp + ".rec", tmp + ".idx", tmp + ".skipped.tsv")
+    shard = Job(items, root, tmp + ".rec", tmp + ".idx", tmp + ".skipped.tsv", source)
     summary = pack_jobs([shard], dataclasses.replace(opts, resume=False, progress="off", dask=None))
     # .rec and .skipped.tsv first: the .idx appearing last marks the shard complete.
     for suffix in (".rec", ".skipped.tsv", ".idx"):
@@ -111,8 +111,11 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
             starts = list(range(0, len(job.items), size)) or [0]
             plan.append((job, starts))
             for start in starts:
-                futures.append(client.submit(pack_shard, job.items[start:start + size], job.root,
-                                             _shard_base(job, start), opts, retries=retries, pure=False,
+                items = job.items[start:start + size]
+                # a tar source travels as the byte ranges of this shard's members only
+                source = job.source.subset(i.path for i in items) if job.source is not None else None
+                futures.append(client.submit(pack_shard, items, job.root, _shard_base(job, start), opts,
+                                             source, retries=retries, pure=False,
                                              key=f"fastrec-shard-{uuid.uuid4().hex}"))
         with Progress(opts.progress) as progress:
             progress.start("shards", len(futures))

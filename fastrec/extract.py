@@ -161,7 +161,7 @@ class _CountingReader(io.RawIOBase):
         return data
 
 
-class _EndCheckedInfo(tarfile.TarInfo):
+class EndCheckedTarInfo(tarfile.TarInfo):
     """TarInfo that notes why a stream ended: tarfile ends iteration silently on a damaged or
     missing header after the first, which would pass a truncated tar off as complete."""
 
@@ -384,7 +384,7 @@ class _Run:
             writers[writer.cls] = writer
         current = ""
         try:
-            tar = tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_EndCheckedInfo)
+            tar = tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=EndCheckedTarInfo)
             try:
                 for m in tar:
                     current = m.name

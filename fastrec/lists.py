@@ -99,6 +99,14 @@ def list_images(root: str, recursive: bool, exts: Sequence[str]) -> tuple[list[I
     return entries, label_map
 
 
+def _label_map(entries: Iterable[ImageEntry]) -> list[tuple[str, int]]:
+    """(folder, label) in label order, as the walk prints it."""
+    seen: dict[str, int] = {}
+    for e in entries:
+        seen.setdefault(os.path.dirname(e.path) or ".", int(e.labels[0]))
+    return sorted(seen.items(), key=lambda kv: kv[1])
+
+
 def format_line(entry: ImageEntry) -> str:
     return "%d\t" % entry.index + "".join("%f\t" % x for x in entry.labels) + "%s\n" % entry.path
 
@@ -151,6 +159,8 @@ def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
     label_map: list[tuple[str, int]] = []
     if entries is None:
         entries, label_map = list_images(root, opts.recursive, tuple(opts.exts))
+    else:
+        label_map = _label_map(entries)
     entries = list(entries)
     if opts.shuffle:
         random.Random(SHUFFLE_SEED).shuffle(entries)

@@ -420,19 +420,34 @@ def pack_jobs(jobs: Iterable[Job], opts: PackOptions) -> Summary:
     return total
 
 
-def pack_prefix(prefix: str, root: str, opts: PackOptions) -> Summary:
-    """Pack every .lst that im2rec would pack for PREFIX, each into <list>.rec/.idx beside it."""
+def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequence[str] = ()) -> Summary:
+    """Pack every .lst that im2rec would pack for PREFIX, each into <list>.rec/.idx beside it.
+
+    The images are files under `root`, or, with `archives`, members of those tar archives."""
     opts.validate()
     work, lists = find_lists(prefix)
     if not lists:
         raise PackError(f"no .lst file matches the prefix {os.path.abspath(prefix)!r} "
                         f"(run `fastrec list` first)")
-    root = os.path.abspath(root)
-    if not os.path.isdir(root):
-        raise PackError(f"image root {root!r} does not exist or is not a folder")
+    source = None
+    if archives:
+        from fastrec.tarsource import TarError, cache_path, index_for
+        try:
+            source = index_for(archives, cache_path(prefix))
+        except TarError as err:
+            raise PackError(str(err)) from err
+        root = ""
+    else:
+        if not root:
+            raise PackError("give the image ROOT the lists are relative to (or --from-tar ARCHIVE)")
+        root = os.path.abspath(root)
+        if not os.path.isdir(root):
+            raise PackError(f"image root {root!r} does not exist or is not a folder")
     for lst in lists:
         log.info("Creating .rec file from %s in %s", lst, work)
     jobs = [Job.for_list(lst, root) for lst in lists]
+    for job in jobs:
+        job.source = source
     if opts.dask:
         from fastrec.distributed import pack_jobs_dask
         summary = pack_jobs_dask(jobs, opts, opts.dask, opts.shard_size)

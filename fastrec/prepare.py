@@ -49,6 +49,7 @@ class PrepareConfig:
     raid_mount: str = ""
     raid_execute: bool = False
     pack: PackOptions = field(default_factory=lambda: PackOptions(resize=480, quality=90))
+    from_tar: bool = False          # list and pack straight from the archives: no extract, no moves
     progress: str = "auto"
 
     @classmethod
@@ -95,11 +96,17 @@ def _summary_dict(summary) -> dict:
 
 def _pack_stage(cfg: PrepareConfig) -> dict:
     out = {}
+    source = None
+    if cfg.from_tar:
+        from fastrec.tarsource import cache_path, index_for
+        source = index_for(cfg.archives, cache_path(os.path.join(cfg.work, "train")))
     for split in ("train", "val"):
         _, lists = find_lists(os.path.join(cfg.work, split))
         lists = [p for p in lists if os.path.basename(p).startswith(split)]
-        root = cfg.root if split == "train" else cfg.val_root
-        jobs = [Job.for_list(lst, os.path.abspath(root)) for lst in lists]
+        root = "" if source else os.path.abspath(cfg.root if split == "train" else cfg.val_root)
+        jobs = [Job.for_list(lst, root) for lst in lists]
+        for job in jobs:
+            job.source = source
         opts = dataclasses.replace(cfg.pack, resume=True, progress=cfg.progress)
         if cfg.pack.dask:
             from fastrec.distributed import pack_jobs_dask
@@ -111,7 +118,23 @@ def _pack_stage(cfg: PrepareConfig) -> dict:
     return out
 
 
+def _list_from_tar(cfg: PrepareConfig) -> dict:
+    """Filter, split and list on the archives' index: the lists the moves would have given."""
+    from fastrec.tarsource import make_lists_from_tar
+    made = make_lists_from_tar(os.path.join(cfg.work, "train"), cfg.archives,
+                               ListOptions(recursive=True, chunks=cfg.chunks), cfg.min_images,
+                               cfg.val_per_class, cfg.seed, os.path.join(cfg.work, "val"), cfg.val_chunks)
+    out = {"train": {"images": sum(made.train.counts.values()), "lists": made.train.files,
+                     "classes": len(made.train.label_map)},
+           "small_classes": made.split.small_classes, "rejected_members": len(made.rejected)}
+    out["val"] = ({"images": sum(made.val.counts.values()), "lists": made.val.files}
+                  if made.val else {"images": 0, "lists": []})
+    return out
+
+
 def _list_stage(cfg: PrepareConfig) -> dict:
+    if cfg.from_tar:
+        return _list_from_tar(cfg)
     out = {}
     for split, root, chunks in (("train", cfg.root, cfg.chunks), ("val", cfg.val_root, cfg.val_chunks)):
         if not os.path.isdir(root):
@@ -130,6 +153,8 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
             return None
         from fastrec.raid import RaidOptions, create_raid
         return _summary_dict(create_raid(RaidOptions(cfg.raid_devices, cfg.raid_mount), execute=cfg.raid_execute))
+    if name in ("extract", "filter", "split") and cfg.from_tar:
+        return None    # done on the index by the list stage
     if name == "extract":
         if not cfg.archives:
             return None
@@ -192,7 +217,10 @@ def report_lines(state: dict) -> list[str]:
         elif name == "split":
             text = f"moved {result['moved']} images of {result['classes']} classes to validation"
         elif name == "list":
-            text = ", ".join(f"{k}: {v['images']} images" for k, v in result.items())
+            text = ", ".join(f"{k}: {result[k]['images']} images" for k in ("train", "val"))
+            if "small_classes" in result:
+                text += (f" (from the archives: {len(result['small_classes'])} small classes and "
+                         f"{result['rejected_members']} members left out)")
         elif name == "pack":
             parts = []
             for split, r in result.items():

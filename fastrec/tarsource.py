@@ -8,8 +8,8 @@ in .lst order, without writing 14 M files first. The index maps the path an imag
 after `fastrec extract` (`<class>/<member name>`) to its bytes, so lists made from the index
 are byte-identical to lists of the extracted tree, and so are the packed records.
 
-The index is cached beside the lists as `<prefix>.tarindex.tsv`, keyed by the archives' sizes
-and modification times.
+The index is cached beside the lists as `fastrec.tarindex.tsv`, keyed by the archives' paths,
+sizes and modification times.
 """
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Sequence
 
+from fastrec.extract import EndCheckedTarInfo
 from fastrec.lists import DEFAULT_EXTS, ImageEntry, ListError
 
 log = logging.getLogger(__name__)
 
-INDEX_SUFFIX = ".tarindex.tsv"
+INDEX_NAME = "fastrec.tarindex.tsv"   # cached in the folder of the lists
 TAR_SUFFIX = ".tar"
 
 
@@ -121,10 +122,12 @@ def _add_member(index: TarIndex, archive: int, rel: str, offset: int, size: int,
 
 
 def _index_inner(index: TarIndex, archive: int, f, cls: str, start: int, size: int, exts) -> None:
-    """Index the members of a per-class tar stored at [start, start+size) of an archive file."""
+    """Index the members of a per-class tar stored at [start, start+size) of an archive file.
+    A corrupt inner tar contributes nothing, as `fastrec extract` keeps no half class."""
     last = None
+    whole = TarIndex(index.archives)
     try:
-        with tarfile.open(fileobj=_Window(f, start, size), mode="r:") as inner:
+        with tarfile.open(fileobj=_Window(f, start, size), mode="r:", tarinfo=EndCheckedTarInfo) as inner:
             for m in inner:
                 last = m.name
                 if not m.isreg():
@@ -136,10 +139,21 @@ def _index_inner(index: TarIndex, archive: int, f, cls: str, start: int, size: i
                     continue
                 if m.offset_data + m.size > size:
                     raise tarfile.ReadError("member runs past the end of its tar")
-                _add_member(index, archive, f"{cls}/{rel}", start + m.offset_data, m.size, exts)
+                _add_member(whole, archive, f"{cls}/{rel}", start + m.offset_data, m.size, exts)
+            _check_end(inner)
     except tarfile.TarError as err:
         where = f"after member {last!r}" if last else "at its start"
         index.rejected.append((f"{cls}{TAR_SUFFIX}", f"corrupt inner tar {where}: {err}"))
+        return
+    index.members.update(whole.members)
+    index.rejected += whole.rejected
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """tarfile ends iteration quietly at a damaged header or a missing end marker: say so."""
+    reason = getattr(tar, "_fastrec_end", None)
+    if reason:
+        raise tarfile.ReadError(reason)
 
 
 def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> TarIndex:
@@ -154,7 +168,7 @@ def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> 
         last = None
         with open(path, "rb") as f:
             try:
-                with tarfile.open(fileobj=f, mode="r:") as outer:
+                with tarfile.open(fileobj=f, mode="r:", tarinfo=EndCheckedTarInfo) as outer:
                     for m in outer:
                         if m.offset_data + m.size > size:
                             raise tarfile.ReadError(f"member {m.name!r} runs past the end of the file")
@@ -173,6 +187,7 @@ def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> 
                             else:
                                 _add_member(index, a, rel, m.offset_data, m.size, exts)
                         last = m.name
+                    _check_end(outer)
             except (tarfile.TarError, OSError) as err:
                 where = f"the last good member is {last!r}" if last else "no member could be read"
                 raise TarError(f"{path} is damaged or truncated ({err}); {where}. Replace the archive "
@@ -284,3 +299,39 @@ def index_for(archives: Sequence[str], cache: str | None, exts: Sequence[str] = 
         if cache:
             save_index(index, cache)
     return index
+
+
+def cache_path(prefix: str) -> str:
+    """Where the index of a prefix's archives is cached: the folder its lists live in."""
+    prefix = os.path.abspath(prefix)
+    folder = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
+    return os.path.join(folder, INDEX_NAME)
+
+
+@dataclass
+class TarLists:
+    train: object                    # lists.ListResult
+    val: object | None
+    split: TarSplit
+    rejected: list[tuple[str, str]]
+
+
+def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: int = 0,
+                        val_per_class: int = 0, seed: int = 0, val_prefix: str | None = None,
+                        val_chunks: int = 1) -> TarLists:
+    """The .lst files `fastrec list --recursive` would write for the trees that extract, filter
+    (min_images) and split (val_per_class, seed) would leave, made from the index alone."""
+    import dataclasses
+
+    from fastrec.lists import make_lists
+
+    if val_per_class and not val_prefix:
+        raise ListError("--val-per-class needs --val-prefix (where the validation lists go)")
+    index = index_for(archives, cache_path(prefix), tuple(opts.exts))
+    split = split_index(index, min_images, val_per_class, seed)
+    train = make_lists(prefix, ".", opts, entries=walk_entries(split.train))
+    val = None
+    if val_per_class:
+        val = make_lists(val_prefix, ".", dataclasses.replace(opts, chunks=val_chunks),
+                         entries=walk_entries(split.val))
+    return TarLists(train, val, split, index.rejected)

@@ -155,3 +155,17 @@ def test_other_settings_are_refused_on_resume(reference, archive):
     cfg.val_per_class = 3
     with pytest.raises(Exception, match="other settings"):
         prepare(cfg)
+
+
+def test_from_tar_gives_the_same_files_without_extracting(reference, archive, tmp_path):
+    """prepare --from-tar: no extraction, no moves, and the same train/val .lst/.rec/.idx."""
+    ref_base, _ = reference
+    cfg = _config(tmp_path, archive)
+    cfg.from_tar = True
+    state = prepare(cfg)
+    assert not (tmp_path / "train").exists() and not (tmp_path / "val").exists()
+    assert state["done"]["extract"] is None and len(state["done"]["list"]["small_classes"]) == 2
+    ours, theirs = _recs(tmp_path), _recs(ref_base)
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        assert ours[name] == theirs[name], name
