@@ -10,7 +10,7 @@
  * no CMYK, no threads and no Python in the timed loop.  Build (bench/pack_vs_im2rec.py does it):
  *
  *   gcc -O3 -std=gnu11 -Icsrc bench/ceiling.c csrc/resize.c csrc/buffer.c -ljpeg -o ceiling
- *   ./ceiling FILELIST [--resize 480] [--quality 90] [--passes 3] [--no-upscale]
+ *   ./ceiling FILELIST [--resize 480] [--quality 90] [--passes 3] [--no-upscale] [--filter lanczos]
  *
  * FILELIST holds one path per line.  Prints one JSON object: images/s of each pass, the median,
  * CPU seconds per image, and wall milliseconds per image spent in each stage (decode = header +
@@ -98,10 +98,12 @@ static blob read_all(const char *path)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s FILELIST [--resize R] [--quality Q] [--passes N] [--no-upscale]\n", argv[0]);
+        fprintf(stderr, "usage: %s FILELIST [--resize R] [--quality Q] [--passes N] [--no-upscale]\n"
+                        "       [--filter triangle|bicubic|lanczos]\n", argv[0]);
         return 1;
     }
     int resize = 480, quality = 90, passes = 3, no_upscale = 0;
+    fr_filter filter = FR_FILTER_LANCZOS;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--resize") && i + 1 < argc)
             resize = atoi(argv[++i]);
@@ -111,6 +113,11 @@ int main(int argc, char **argv)
             passes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-upscale"))
             no_upscale = 1;
+        else if (!strcmp(argv[i], "--filter") && i + 1 < argc) {
+            const char *f = argv[++i];
+            filter = !strcmp(f, "triangle") ? FR_FILTER_TRIANGLE : !strcmp(f, "bicubic") ? FR_FILTER_BICUBIC
+                                                                                      : FR_FILTER_LANCZOS;
+        }
         else {
             fprintf(stderr, "ceiling: unknown argument %s\n", argv[i]);
             return 1;
@@ -225,7 +232,7 @@ int main(int argc, char **argv)
                 resized.len = 0;
                 fr_buf_reserve(&resized, (size_t)tw * th * 4);
                 fr_image_in in = {pixels.data, (int)d.output_width, (int)d.output_height, 4, stride};
-                if (fr_resize(&rs, &in, 0.0, 0.0, bw, bh, resized.data, tw, th, FR_FILTER_LANCZOS)) {
+                if (fr_resize(&rs, &in, 0.0, 0.0, bw, bh, resized.data, tw, th, filter)) {
                     fprintf(stderr, "ceiling: resize failed\n");
                     return 1;
                 }

@@ -78,6 +78,14 @@ def timed(cmd: list[str], cwd: Path | None = None) -> Run:
     return Run(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, text)
 
 
+def cpu_pressure() -> float | None:
+    """Share of the last 10 s in which some runnable task waited for a CPU (Linux PSI)."""
+    try:
+        return float(Path("/proc/pressure/cpu").read_text().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -243,9 +251,9 @@ def command(job, args, im2rec: Path, ceiling: Path, work: Path) -> tuple[list[st
     if tool == "im2rec":
         return [sys.executable, str(im2rec), str(prefix), str(t.root)] + common, prefix
     if tool.startswith("fastrec"):
-        extra = ["--no-upscale"] if tool == "fastrec-noup" else []
+        extra = (["--no-upscale"] if tool == "fastrec-noup" else []) + ["--filter", args.filter]
         return fastrec_cmd() + ["pack", str(prefix), str(t.root)] + common + extra, prefix
-    extra = ["--no-upscale"] if tool == "ceiling-noup" else []
+    extra = (["--no-upscale"] if tool == "ceiling-noup" else []) + ["--filter", args.filter]
     return [str(ceiling), str(t.pathfile), "--resize", str(args.resize), "--quality", str(args.quality),
             "--passes", str(args.ceiling_passes)] + extra, prefix
 
@@ -259,14 +267,15 @@ def run_rounds(trees, threads, args, im2rec, ceiling, work) -> dict:
         if r % 2:
             order.reverse()
         load = os.getloadavg()[0]
-        print(f"# round {r}: load average {load:.2f}", file=sys.stderr)
+        pressure = cpu_pressure()
+        print(f"# round {r}: load average {load:.2f}, CPU pressure avg10 {pressure}", file=sys.stderr)
         for job in order:
             t, tool, T, variant = job
             cmd, prefix = command(job, args, im2rec, ceiling, work)
             for ext in (".rec", ".idx"):
                 prefix.with_suffix(ext).unlink(missing_ok=True)
             run = timed(cmd)
-            rec = {"round": r, "load1": load, "wall_s": run.wall, "cpu_s": run.cpu,
+            rec = {"round": r, "load1": load, "cpu_pressure_avg10": pressure, "wall_s": run.wall, "cpu_s": run.cpu,
                    "maxrss_mb": run.maxrss_mb}
             if tool.startswith("ceiling"):
                 c = json.loads(run.stdout.strip().splitlines()[-1])
@@ -298,9 +307,11 @@ def summarize(trees, threads, raw) -> list[dict]:
         n = tree.n
         out = {}
         for r, f in full.items():
-            m = {"whole": n / f["wall_s"], "cpu_ms_whole": 1000 * f["cpu_s"] / n}
+            m = {"whole": n / f["wall_s"], "cpu_ms_whole": 1000 * f["cpu_s"] / n,
+                 "cores_used": f["cpu_s"] / f["wall_s"]}
             if r in x3 and x3[r]["wall_s"] > f["wall_s"]:
                 m["steady"] = 2 * n / (x3[r]["wall_s"] - f["wall_s"])
+                m["cores_used_steady"] = (x3[r]["cpu_s"] - f["cpu_s"]) / (x3[r]["wall_s"] - f["wall_s"])
                 m["cpu_ms_steady"] = 1000 * (x3[r]["cpu_s"] - f["cpu_s"]) / (2 * n)
             if r in empty and f["wall_s"] > empty[r]["wall_s"]:
                 m["startup_corrected"] = n / (f["wall_s"] - empty[r]["wall_s"])
@@ -337,6 +348,7 @@ def summarize(trees, threads, raw) -> list[dict]:
                     "startup_corrected_images_per_s": col(pr, "startup_corrected"),
                     "cpu_ms_per_image": col(pr, "cpu_ms_whole"),
                     "steady_cpu_ms_per_image": col(pr, "cpu_ms_steady"),
+                    "cores_used_steady": col(pr, "cores_used_steady"),
                     "peak_rss_mb": max(x["maxrss_mb"] for x in full),
                     "peak_rss_mb_3x": max((x["maxrss_mb"] for x in x3), default=None),
                     "startup_s": med([e["wall_s"] for e in emp]),
@@ -381,6 +393,7 @@ def fmt(x, spec=".0f", suffix=""):
 
 def table(rows) -> str:
     hdr = ["tree", "tool", "threads", "images/s whole run", "images/s steady", "CPU ms/img steady (whole run)",
+           "cores busy",
            "peak RSS MB 1× / 3× list", "start-up s", "÷ im2rec steady (whole run)", "÷ 1 thread steady",
            "÷ ceiling steady (CPU)"]
     lines = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] * len(hdr)) + "|"]
@@ -388,7 +401,7 @@ def table(rows) -> str:
         ceil = r["tool"].startswith("ceiling")
         if ceil:
             cells = [r["tree"], r["tool"] + " (C, 1 thread, preloaded)", "1", "—",
-                     fmt(r["steady_images_per_s"], ".1f"), fmt(r["steady_cpu_ms_per_image"], ".2f"),
+                     fmt(r["steady_images_per_s"], ".1f"), fmt(r["steady_cpu_ms_per_image"], ".2f"), "—",
                      "—", "—", "—", "—", "—"]
         else:
             vs_im = "—"
@@ -400,6 +413,7 @@ def table(rows) -> str:
             cells = [r["tree"], r["tool"], str(r["threads"]), fmt(r["images_per_s"], ".1f"),
                      fmt(r["steady_images_per_s"], ".1f"),
                      f"{fmt(r['steady_cpu_ms_per_image'], '.2f')} ({fmt(r['cpu_ms_per_image'], '.2f')})",
+                     fmt(r.get("cores_used_steady"), ".2f"),
                      f"{fmt(r['peak_rss_mb'], '.0f')} / {fmt(r.get('peak_rss_mb_3x'), '.0f')}",
                      fmt(r.get("startup_s"), ".3f"), vs_im, fmt(r.get("vs_1thread_steady"), ".2f", "×"), vs_c]
         lines.append("| " + " | ".join(cells) + " |")
@@ -446,6 +460,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resize", type=int, default=480)
     p.add_argument("--quality", type=int, default=90)
+    p.add_argument("--filter", default="lanczos", choices=["triangle", "bicubic", "lanczos"],
+                   help="fastrec's --filter, also used by the ceiling (default: fastrec's default)")
     p.add_argument("--threads", default="1,2", help="comma-separated --num-thread values")
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
     p.add_argument("--ceiling-passes", type=int, default=3, help="passes over the files per ceiling run")

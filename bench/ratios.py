@@ -43,7 +43,8 @@ def rows_from(doc: dict, stat: str) -> list[dict]:
             continue
         seconds = b["stats"][stat]
         rows.append({"tree": info["tree"], "tool": info["tool"], "threads": info.get("threads", 1),
-                     "images": info["images"], "rate": info["images"] / seconds, "rounds": b["stats"]["rounds"]})
+                     "images": info["images"], "rate": info["images"] / seconds, "rounds": b["stats"]["rounds"],
+                     "psnr_db": info.get("psnr_db"), "kib": info.get("output_kib_per_image")})
     return rows
 
 
@@ -53,7 +54,8 @@ HEADINGS = {"wall": ("images/s", "vs im2rec path"), "cpu": ("images per CPU-seco
 def table(runs: dict[str, list[dict]], baseline: str = "im2rec") -> str:
     """runs: timer kind ("wall", "cpu") -> rows; one images/s and one ratio column per kind."""
     kinds = [k for k in ("wall", "cpu") if k in runs]
-    head = ["tree", "pipeline", "threads"] + [h for k in kinds for h in HEADINGS[k]]
+    head = ["tree", "pipeline", "threads"] + [h for k in kinds for h in HEADINGS[k]] + [
+        "JPEG KiB/img", "PSNR dB vs reference"]
     out = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     keyed = {k: {(r["tree"], r["tool"]): r for r in runs[k]} for k in kinds}
     keys = {key: r for k in kinds for key, r in keyed[k].items()}
@@ -71,6 +73,8 @@ def table(runs: dict[str, list[dict]], baseline: str = "im2rec") -> str:
                 r, base = keyed[k].get((tree, tool)), keyed[k].get((tree, baseline))
                 cells.append(f"{r['rate']:.1f}" if r else "")
                 cells.append(f"{r['rate'] / base['rate']:.2f}x" if r and base else "")
+            cells.append(f"{r0['kib']:.1f}" if r0.get("kib") is not None else "")
+            cells.append(f"{r0['psnr_db']:.2f}" if r0.get("psnr_db") is not None else "")
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 

@@ -16,6 +16,9 @@ does) -> JPEG quality 90, 4:2:0 out.  One thread each, plus fastrec at 2 threads
                      + cv2.resize INTER_AREA + encode_jpeg q90 4:2:0, accurate DCT
 * ``pillow-bilinear`` / ``pillow-lanczos``  Image.draft(target) + resize + save q90 (4:2:0)
 
+Before timing, each pipeline's outputs are checked for im2rec's geometry and scored: mean PSNR
+against a full-resolution Pillow decode + Lanczos resize to the same size (as `fastrec bench`),
+and mean JPEG KiB per image; both go into the JSON's extra_info.
 OpenCV is limited to one thread (cv2.setNumThreads(1)) so that "one thread" holds for every row.
 The trees come from bench/images.py (real photographs, cached in bench/.cache/trees):
 ImageNet-like (100 images, ~500x375) and camera (8 photos of 8-12 MP).  Not collected by
@@ -215,23 +218,46 @@ PIPELINES = {  # name -> (factory(tree), threads)
 }
 
 
-def output_sizes(tool: str, out) -> list[tuple[int, int]]:
-    """(width, height) of every output JPEG of one run."""
+def output_jpegs(tool: str, out, tree: Tree, threads: int) -> list[bytes]:
+    """The output JPEGs of one run, in tree order."""
+    if not tool.startswith("fastrec"):
+        return list(out)
     jpegs = []
-    if tool.startswith("fastrec"):
-        for blob, results in out:
-            start = 0
-            for r in results:
-                assert r[0] == OK, r
-                jpegs.append(unpack(_read_record(io.BytesIO(blob[start:r[1]])))[1])
-                start = r[1]
-    else:
-        jpegs = out
-    sizes = []
-    for j in jpegs:
+    for blob, results in out:
+        start = 0
+        for r in results:
+            assert r[0] == OK, r
+            jpegs.append(unpack(_read_record(io.BytesIO(blob[start:r[1]])))[1])
+            start = r[1]
+    order = [i for t in range(threads) for i in range(t, len(tree.datas), threads)]  # shares, one after the other
+    ordered: list[bytes] = [b""] * len(jpegs)
+    for i, j in zip(order, jpegs):
+        ordered[i] = j
+    return ordered
+
+
+_REFS: dict[str, list[np.ndarray]] = {}
+
+
+def references(tree: Tree) -> list[np.ndarray]:
+    """Full-resolution Pillow decode + Lanczos to the target size (as `fastrec bench`)."""
+    if tree.name not in _REFS:
+        from fastrec.bench import reference_image
+        _REFS[tree.name] = [reference_image(d, t, "lanczos") for d, t in zip(tree.datas, tree.targets)]
+    return _REFS[tree.name]
+
+
+def fidelity(jpegs: list[bytes], tree: Tree) -> tuple[list[tuple[int, int]], float]:
+    """(output sizes, mean PSNR in dB against the references)."""
+    from fastrec.metrics import psnr
+    sizes, scores = [], []
+    for j, ref in zip(jpegs, references(tree)):
         with Image.open(io.BytesIO(j)) as im:
             sizes.append(im.size)
-    return sizes
+            px = np.asarray(im.convert("RGB"))
+        if px.shape == ref.shape:
+            scores.append(psnr(ref, px))
+    return sizes, float(np.mean(scores)) if scores else float("nan")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -252,18 +278,14 @@ def test_peer(benchmark, tree_name: str, tool: str):
     fn = factory(tree)
     try:
         out = fn()
-        sizes = output_sizes(tool, out)
-        if tool.startswith("fastrec"):  # the 2-thread run returns the shares one after the other
-            order = [i for t in range(threads) for i in range(t, len(tree.datas), threads)]
-            assert sizes == [tree.targets[i] for i in order]
-        else:
-            assert sizes == tree.targets
+        jpegs = output_jpegs(tool, out, tree, threads)
+        sizes, db = fidelity(jpegs, tree)
+        assert sizes == tree.targets
         benchmark.group = tree_name
         benchmark.extra_info.update(tree=tree_name, tool=tool, threads=threads, images=len(tree.datas),
                                     input_mb=sum(map(len, tree.datas)) / 1e6,
-                                    output_mb=sum(map(len, out)) / 1e6 if not tool.startswith("fastrec")
-                                    else sum(len(b) for b, _ in out) / 1e6,
-                                    versions=versions())
+                                    output_kib_per_image=sum(map(len, jpegs)) / 1024 / len(jpegs),
+                                    psnr_db=db, versions=versions())
         benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
     finally:
         pool = getattr(fn, "pool", None)

@@ -339,7 +339,7 @@ def _pass(pool, workers, datas, shares, keep) -> tuple[float, list[_Item]]:
     return time.perf_counter() - t0, items
 
 
-def _reference(data: bytes, size: tuple[int, int], filt: str) -> np.ndarray:
+def reference_image(data: bytes, size: tuple[int, int], filt: str) -> np.ndarray:
     """Full-resolution decode (EXIF orientation applied, RGB) + high-quality resize to `size`."""
     from PIL import Image, ImageOps
     resample = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
@@ -414,7 +414,7 @@ def sweep(root: str, options: BenchOptions | None = None, **kw) -> BenchResult:
                         continue
                     key = (it.index, it.out_size)
                     if key not in refs:
-                        refs[key] = _reference(datas[it.index], it.out_size, o.reference)
+                        refs[key] = reference_image(datas[it.index], it.out_size, o.reference)
                     ref, out = refs[key], _decode(it.jpeg)
                     if ref.shape != out.shape:
                         raise BenchError(f"{rels[it.index]}: output {out.shape} and reference {ref.shape} differ")

@@ -78,11 +78,11 @@ def test_local_cluster_address(tree, local):
     assert _read(out) == local
 
 
-def _slow_shard(items, root, base, opts):
+def _slow_shard(*args):
     """pack_shard, slowed down so a worker can be killed while shards are in flight."""
     from fastrec.distributed import pack_shard
     time.sleep(0.4)
-    return pack_shard(items, root, base, opts)
+    return pack_shard(*args)
 
 
 def test_killed_worker_still_gives_the_same_bytes(tree, local, cluster, monkeypatch):
