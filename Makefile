@@ -67,7 +67,7 @@ fuzz: fuzz-build
 	  -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS)
 
 bench: install
-	$(PIP) install -q -e ".[bench]" --no-build-isolation
+	$(PIP) install -q --no-build-isolation -e ".[test,bench]"
 	$(PY) bench/pack_vs_im2rec.py
 
 clean:
