@@ -12,9 +12,10 @@
 #define ROUND (1 << (PREC - 1))
 
 typedef struct {
-    int taps;                      /* max taps per output sample */
+    int taps;                      /* coefficient slots per output sample */
     int *first;                    /* first source index of each output sample */
-    int16_t *k;                    /* taps coefficients per output sample, zero padded */
+    int *count;                    /* taps actually used by each output sample (no zero ends) */
+    int16_t *k;                    /* `taps` coefficient slots per output sample */
 } axis_plan;
 
 static double sinc(double x)
@@ -50,15 +51,21 @@ static double filter_support(fr_filter f)
     return f == FR_FILTER_TRIANGLE ? 1.0 : f == FR_FILTER_BICUBIC ? 2.0 : 3.0;
 }
 
+static fr_filter axis_filter(fr_filter f, double len, int out)
+{
+    return f != FR_FILTER_AUTO ? f : len > out ? FR_FILTER_LANCZOS : FR_FILTER_TRIANGLE;
+}
+
 static int axis_taps(fr_filter f, double len, int out)
 {
+    f = axis_filter(f, len, out);
     double scale = len / out;
     return (int)ceil(filter_support(f) * (scale > 1.0 ? scale : 1.0)) * 2 + 1;
 }
 
 static size_t axis_bytes(int taps, int out)
 {
-    return (((size_t)out * sizeof(int) + (size_t)out * taps * sizeof(int16_t) + 15) & ~(size_t)15)
+    return (((size_t)out * 2 * sizeof(int) + (size_t)out * taps * sizeof(int16_t) + 15) & ~(size_t)15)
            + (size_t)taps * sizeof(double);
 }
 
@@ -68,11 +75,13 @@ static void plan_axis(uint8_t *mem, axis_plan *p, int size, double x0, double le
 {
     double scale = len / out;
     double fscale = scale > 1.0 ? scale : 1.0;        /* widen the filter when shrinking */
-    double support = filter_support(f) * fscale;
     int taps = axis_taps(f, len, out);
+    f = axis_filter(f, len, out);
+    double support = filter_support(f) * fscale;
     p->taps = taps;
     p->first = (int *)mem;
-    p->k = (int16_t *)(mem + (size_t)out * sizeof(int));
+    p->count = p->first + out;
+    p->k = (int16_t *)(mem + (size_t)out * 2 * sizeof(int));
     double *w = (double *)(mem + axis_bytes(taps, out) - (size_t)taps * sizeof(double));
     for (int i = 0; i < out; i++) {
         double center = x0 + (i + 0.5) * scale;
@@ -93,32 +102,29 @@ static void plan_axis(uint8_t *mem, axis_plan *p, int size, double x0, double le
             w[j - lo] = filter_eval(f, (j + 0.5 - center) / fscale);
             sum += w[j - lo];
         }
-        int16_t *k = p->k + (size_t)i * taps;
-        memset(k, 0, taps * sizeof *k);
         if (sum == 0.0) {
             w[0] = sum = 1.0;
             hi = lo + 1;
         }
+        int16_t *k = p->k + (size_t)i * taps;
         /* Normalise so that flat areas stay flat; put the rounding residue on the biggest tap. */
-        int total = 0, biggest = 0;
-        for (int j = 0; j < hi - lo; j++) {
+        int total = 0, biggest = 0, n = hi - lo;
+        for (int j = 0; j < n; j++) {
             k[j] = (int16_t)lrint(w[j] / sum * (1 << PREC));
             total += k[j];
             if (k[j] > k[biggest])
                 biggest = j;
         }
         k[biggest] += (int16_t)((1 << PREC) - total);
-        /* Anchor every sample's window inside [0, size - taps] so kernels can read `taps` pixels. */
-        int first = lo;
-        if (first + taps > size) {
-            int shift = first + taps - size;
-            if (shift > first)
-                shift = first;
-            memmove(k + shift, k, (taps - shift) * sizeof *k);
-            memset(k, 0, shift * sizeof *k);
-            first -= shift;
-        }
-        p->first[i] = first;
+        /* Drop taps that rounded to zero at either end: kernels read exactly `count` pixels. */
+        int skip = 0;
+        while (skip < n - 1 && k[skip] == 0)
+            skip++;
+        while (n - 1 > skip && k[n - 1] == 0)
+            n--;
+        memmove(k, k + skip, (size_t)(n - skip) * sizeof *k);
+        p->first[i] = lo + skip;
+        p->count[i] = n - skip;
     }
 }
 
@@ -128,20 +134,13 @@ static inline uint8_t clip8(int v)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Number of taps a kernel may read past `first` without leaving the row. */
-static inline int usable(const axis_plan *p, int i, int size)
-{
-    int n = size - p->first[i];
-    return n < p->taps ? n : p->taps;
-}
-
 /* Horizontal pass, 4 bytes per pixel. */
-static void hpass4(const axis_plan *p, int size, const uint8_t *src, uint8_t *dst, int dw)
+static void hpass4(const axis_plan *p, const uint8_t *src, uint8_t *dst, int dw)
 {
     for (int i = 0; i < dw; i++) {
         const uint8_t *s = src + (size_t)p->first[i] * 4;
         const int16_t *k = p->k + (size_t)i * p->taps;
-        int n = usable(p, i, size);
+        int n = p->count[i];
 #ifdef FR_HAVE_SSE2
         __m128i acc = _mm_set1_epi32(ROUND);
         const __m128i zero = _mm_setzero_si128();
@@ -180,36 +179,55 @@ static void hpass4(const axis_plan *p, int size, const uint8_t *src, uint8_t *ds
     }
 }
 
-static void hpass1(const axis_plan *p, int size, const uint8_t *src, uint8_t *dst, int dw)
+static void hpass1(const axis_plan *p, const uint8_t *src, uint8_t *dst, int dw)
 {
     for (int i = 0; i < dw; i++) {
         const uint8_t *s = src + p->first[i];
         const int16_t *k = p->k + (size_t)i * p->taps;
-        int n = usable(p, i, size), a = ROUND;
+        int n = p->count[i], a = ROUND;
         for (int j = 0; j < n; j++)
             a += k[j] * s[j];
         dst[i] = clip8(a);
     }
 }
 
-/* Vertical pass for one output row: a weighted sum of source rows, vectorised across x. */
-static void vrow(const axis_plan *p, int i, int size, const uint8_t *src, size_t stride,
-                 uint8_t *dst, int nbytes, int32_t *acc)
+/* Vertical pass for one output row: a weighted sum of source rows. The SIMD loop keeps 16
+ * output bytes in registers across all taps, taking two source rows per multiply-add. */
+static void vrow(const axis_plan *p, int i, const uint8_t *src, size_t stride, uint8_t *dst, int nbytes)
 {
     const int16_t *k = p->k + (size_t)i * p->taps;
-    int n = usable(p, i, size);
-    for (int x = 0; x < nbytes; x++)
-        acc[x] = ROUND;
-    for (int j = 0; j < n; j++) {
-        int32_t c = k[j];
-        if (!c)
-            continue;
-        const uint8_t *row = src + (size_t)(p->first[i] + j) * stride;
-        for (int x = 0; x < nbytes; x++)
-            acc[x] += c * row[x];
+    const uint8_t *rows = src + (size_t)p->first[i] * stride;
+    int n = p->count[i], x = 0;
+#ifdef FR_HAVE_SSE2
+    const __m128i zero = _mm_setzero_si128();
+    for (; x + 16 <= nbytes; x += 16) {
+        __m128i a0 = _mm_set1_epi32(ROUND), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j += 2) {
+            __m128i r0 = _mm_loadu_si128((const __m128i *)(rows + (size_t)j * stride + x));
+            __m128i r1 = zero;
+            int16_t k1 = 0;
+            if (j + 1 < n) {
+                r1 = _mm_loadu_si128((const __m128i *)(rows + (size_t)(j + 1) * stride + x));
+                k1 = k[j + 1];
+            }
+            __m128i kk = _mm_set1_epi32((int)((uint32_t)(uint16_t)k[j] | (uint32_t)(uint16_t)k1 << 16));
+            __m128i lo = _mm_unpacklo_epi8(r0, r1), hi = _mm_unpackhi_epi8(r0, r1);
+            a0 = _mm_add_epi32(a0, _mm_madd_epi16(_mm_unpacklo_epi8(lo, zero), kk));
+            a1 = _mm_add_epi32(a1, _mm_madd_epi16(_mm_unpackhi_epi8(lo, zero), kk));
+            a2 = _mm_add_epi32(a2, _mm_madd_epi16(_mm_unpacklo_epi8(hi, zero), kk));
+            a3 = _mm_add_epi32(a3, _mm_madd_epi16(_mm_unpackhi_epi8(hi, zero), kk));
+        }
+        __m128i lo16 = _mm_packs_epi32(_mm_srai_epi32(a0, PREC), _mm_srai_epi32(a1, PREC));
+        __m128i hi16 = _mm_packs_epi32(_mm_srai_epi32(a2, PREC), _mm_srai_epi32(a3, PREC));
+        _mm_storeu_si128((__m128i *)(dst + x), _mm_packus_epi16(lo16, hi16));
     }
-    for (int x = 0; x < nbytes; x++)
-        dst[x] = clip8(acc[x]);
+#endif
+    for (; x < nbytes; x++) {
+        int a = ROUND;
+        for (int j = 0; j < n; j++)
+            a += k[j] * rows[(size_t)j * stride + x];
+        dst[x] = clip8(a);
+    }
 }
 
 int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, double bw, double bh,
@@ -229,33 +247,35 @@ int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, doubl
     int tmp_w = hfirst ? dw : src->width;
     int tmp_h = hfirst ? src->height : dh;
     size_t tmp_stride = (size_t)tmp_w * ch;
-    size_t acc_bytes = ((size_t)(hfirst ? dw : src->width) * ch) * sizeof(int32_t);
     r->temp.len = 0;
-    if (fr_buf_reserve(&r->temp, tmp_stride * tmp_h + acc_bytes + 16))
+    if (fr_buf_reserve(&r->temp, tmp_stride * tmp_h))
         return -1;
     uint8_t *tmp = r->temp.data;
-    int32_t *acc = (int32_t *)(((uintptr_t)(tmp + tmp_stride * tmp_h) + 15) & ~(uintptr_t)15);
     if (hfirst) {
         /* only the rows the vertical taps touch */
-        int ylo = py.first[0], yhi = py.first[dh - 1] + usable(&py, dh - 1, src->height);
+        int ylo = py.first[0], yhi = py.first[dh - 1] + py.count[dh - 1];
+        for (int y = 0; y < dh; y++) {
+            ylo = py.first[y] < ylo ? py.first[y] : ylo;
+            yhi = py.first[y] + py.count[y] > yhi ? py.first[y] + py.count[y] : yhi;
+        }
         for (int y = ylo; y < yhi; y++) {
             const uint8_t *s = src->px + (size_t)y * src->stride;
             uint8_t *t = tmp + (size_t)y * tmp_stride;
             if (ch == 4)
-                hpass4(&px, src->width, s, t, dw);
+                hpass4(&px, s, t, dw);
             else
-                hpass1(&px, src->width, s, t, dw);
+                hpass1(&px, s, t, dw);
         }
         for (int y = 0; y < dh; y++)
-            vrow(&py, y, src->height, tmp, tmp_stride, dst + (size_t)y * dw * ch, dw * ch, acc);
+            vrow(&py, y, tmp, tmp_stride, dst + (size_t)y * dw * ch, dw * ch);
     } else {
         for (int y = 0; y < dh; y++) {
             uint8_t *t = tmp + (size_t)y * tmp_stride;
-            vrow(&py, y, src->height, src->px, src->stride, t, src->width * ch, acc);
+            vrow(&py, y, src->px, src->stride, t, src->width * ch);
             if (ch == 4)
-                hpass4(&px, src->width, t, dst + (size_t)y * dw * ch, dw);
+                hpass4(&px, t, dst + (size_t)y * dw * ch, dw);
             else
-                hpass1(&px, src->width, t, dst + (size_t)y * dw * ch, dw);
+                hpass1(&px, t, dst + (size_t)y * dw * ch, dw);
         }
     }
     return 0;

@@ -13,7 +13,9 @@
 
 #include "buffer.h"
 
-typedef enum { FR_FILTER_TRIANGLE = 0, FR_FILTER_BICUBIC = 1, FR_FILTER_LANCZOS = 2 } fr_filter;
+/* AUTO: Lanczos-3 on an axis that shrinks (where aliasing is the risk), triangle (= bilinear)
+ * on one that grows (where the extra taps buy little sharpness and cost most of the time). */
+typedef enum { FR_FILTER_TRIANGLE = 0, FR_FILTER_BICUBIC = 1, FR_FILTER_LANCZOS = 2, FR_FILTER_AUTO = 3 } fr_filter;
 
 typedef struct {
     fr_buf coeffs;   /* per-axis tap tables */

@@ -33,7 +33,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 SUBSAMPLINGS = {"420": 420, "4:2:0": 420, "422": 422, "4:2:2": 422, "444": 444, "4:4:4": 444}
 SUBSAMPLING_LABEL = {420: "4:2:0", 422: "4:2:2", 444: "4:4:4"}
 DCTS = ("accurate", "fast")  # libjpeg JDCT_ISLOW / JDCT_IFAST, for decode and encode
-FILTERS = ("lanczos", "bicubic", "triangle")
+FILTERS = ("auto", "lanczos", "bicubic", "triangle")
 UPSCALES = {"yes": True, "no": False}
 REFERENCES = ("lanczos", "bicubic", "triangle", "box")  # Pillow LANCZOS, BICUBIC, BILINEAR, BOX
 PROGRESS_MODES = ("auto", "on", "off")
@@ -78,8 +78,8 @@ class Setting:
 
 # The settings the table and plot point out: the seed workflow's (q90 4:2:0, accurate DCT, and
 # fastrec's default filter with im2rec's upscaling) and im2rec.py's --quality default (95).
-SEED_DEFAULT = Setting(90, 420, "accurate", "lanczos", True)
-IM2REC_DEFAULT = Setting(95, 420, "accurate", "lanczos", True)
+SEED_DEFAULT = Setting(90, 420, "accurate", "auto", True)
+IM2REC_DEFAULT = Setting(95, 420, "accurate", "auto", True)
 
 
 def _values(value, name: str) -> list[str]:

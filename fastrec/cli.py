@@ -44,8 +44,9 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
     x = p.add_argument_group("fastrec pack options")
     x.add_argument("--no-upscale", action="store_true",
                    help="keep images whose shorter edge is below --resize at their size (im2rec upscales)")
-    x.add_argument("--filter", default="lanczos", choices=["triangle", "bicubic", "lanczos"],
-                   help="resampling filter for --resize (antialiased)")
+    x.add_argument("--filter", default="auto", choices=["auto", "triangle", "bicubic", "lanczos"],
+                   help="resampling filter for --resize, antialiased when shrinking (auto: Lanczos-3 "
+                        "when shrinking, triangle = bilinear when enlarging)")
     x.add_argument("--strict", action="store_true", help="exit non-zero if any image was skipped")
     x.add_argument("--resume", action="store_true",
                    help="continue an interrupted pack where its .rec/.idx stop")
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", default="80,90,95", help="JPEG qualities to try, comma-separated (1-100)")
     p.add_argument("--subsampling", default="420,444", help="chroma subsamplings to try: 420, 422, 444")
     p.add_argument("--dct", default="accurate,fast", help="DCT variants to try: accurate, fast")
-    p.add_argument("--filter", default="lanczos,bicubic,triangle", help="resize filters to try")
+    p.add_argument("--filter", default="auto,lanczos,triangle", help="resize filters to try (auto, lanczos, bicubic, triangle)")
     p.add_argument("--resize", type=int, default=480, help="shorter edge in pixels, as im2rec (0: keep the size)")
     p.add_argument("--upscale", default="yes,no",
                    help="yes: enlarge images smaller than --resize (im2rec); no: keep them (--no-upscale)")

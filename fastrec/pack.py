@@ -50,7 +50,7 @@ class PackOptions:
     pack_label: bool = False
     pass_through: bool = False
     no_upscale: bool = False
-    filter: str = "lanczos"
+    filter: str = "auto"
     subsampling: int = 420
     fast_dct: bool = False
     strict: bool = False
@@ -179,8 +179,11 @@ def _thread_worker(opts: PackOptions) -> Worker:
 
 
 def _read_member(source, path: str) -> bytes | Outcome:
+    """An archive member's bytes; each thread keeps its archive descriptors open per source."""
     fds = getattr(_local, "fds", None)
     if fds is None or getattr(_local, "fds_source", None) is not source:
+        for fd in (fds or {}).values():
+            os.close(fd)
         fds = _local.fds = {}
         _local.fds_source = source
     try:
@@ -391,12 +394,12 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
             batch, fut = inflight.popleft()
             outcomes = fut.result()
             records, written = out.append(batch, outcomes)
-            for o in outcomes:
+            for item, o in zip(batch, outcomes):
                 summary.bytes_in += o.in_bytes
                 if o.record is None:
                     summary.skipped += 1
                     summary.reasons[o.reason] += 1
-                    log.debug("skipped %s: %s %s", o.reason, o.message, "")
+                    log.debug("skipped %s: %s: %s", item.path, o.reason, o.message)
             summary.images += records
             summary.bytes_out += written
             progress.advance(len(batch), written, summary.skipped)

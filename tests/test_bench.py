@@ -101,7 +101,7 @@ def test_sample_is_seeded_and_bounded(tree):
 
 
 def test_marks_defaults():
-    def row(q, sub=420, dct="accurate", filt="lanczos", up=True, size=1000.0, db=40.0):
+    def row(q, sub=420, dct="accurate", filt="auto", up=True, size=1000.0, db=40.0):
         return Row(q, sub, dct, filt, up, 100.0, size, size * 10, db, 0.9, 10, 10, 10)
     rows = [row(90), row(90, filt="triangle"), row(95, size=2000, db=42), row(90, up=False, size=500, db=39)]
     bench.mark(rows)
@@ -185,7 +185,7 @@ def test_options_accept_python_values():
     o = BenchOptions.make(quality=[95, 90, 95], subsampling=["4:4:4", 420], upscale=False, dct="FAST")
     assert o.quality == (95, 90) and o.subsampling == (444, 420) and o.upscale == (False,)
     assert o.dct == ("fast",)
-    assert o.settings()[0] == Setting(95, 444, "fast", "lanczos", False)
+    assert o.settings()[0] == Setting(95, 444, "fast", "auto", False)
 
 
 def test_empty_or_missing_tree(tmp_path):

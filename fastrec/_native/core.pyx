@@ -7,10 +7,11 @@ from libc.stdlib cimport malloc, calloc, free
 from fastrec._native.csrc cimport (
     fr_buf, fr_buf_free, fr_options, fr_record_head, fr_result, fr_worker, fr_worker_new,
     fr_worker_free, fr_pack_file, fr_pack_bytes, fr_pack_pixels, fr_output_size, fr_status_name,
-    FR_STATUS_COUNT, FR_FILTER_TRIANGLE, FR_FILTER_BICUBIC, FR_FILTER_LANCZOS,
+    FR_STATUS_COUNT, FR_FILTER_TRIANGLE, FR_FILTER_BICUBIC, FR_FILTER_LANCZOS, FR_FILTER_AUTO,
 )
 
-FILTERS = {"triangle": FR_FILTER_TRIANGLE, "bicubic": FR_FILTER_BICUBIC, "lanczos": FR_FILTER_LANCZOS}
+FILTERS = {"auto": FR_FILTER_AUTO, "triangle": FR_FILTER_TRIANGLE, "bicubic": FR_FILTER_BICUBIC,
+           "lanczos": FR_FILTER_LANCZOS}
 STATUS_NAMES = tuple(fr_status_name(i).decode() for i in range(FR_STATUS_COUNT))
 OK, NEEDS_FALLBACK = 0, 1
 
@@ -67,8 +68,8 @@ cdef class Worker:
     """Per-thread decoder, encoder and buffers, reused across images.
 
     Parameters mirror im2rec: resize (shorter edge, 0 keeps the size), center_crop, color
-    (1, 0, -1), quality (1-100); plus no_upscale, pass_through, filter ("triangle", "bicubic",
-    "lanczos"), subsampling (420, 422, 444), fast_dct, and the limits max_pixels, max_bytes
+    (1, 0, -1), quality (1-100); plus no_upscale, pass_through, filter ("auto": Lanczos-3 when
+    shrinking, triangle when enlarging; or "triangle", "bicubic", "lanczos"), subsampling (420, 422, 444), fast_dct, and the limits max_pixels, max_bytes
     (per file) and max_scans (progressive JPEG scans). With raw=True a "record" is the
     unframed header followed by the raw RGB (or gray) rows, for encoders other than JPEG;
     keep_alpha then keeps the 4th channel of RGBA input from pack_pixels.
@@ -77,7 +78,7 @@ cdef class Worker:
     cdef fr_options o
 
     def __cinit__(self, int resize=0, bint center_crop=False, int color=1, bint no_upscale=False,
-                  bint pass_through=False, str filter="lanczos", int quality=95, int subsampling=420,
+                  bint pass_through=False, str filter="auto", int quality=95, int subsampling=420,
                   bint fast_dct=False, uint64_t max_pixels=178956970, uint64_t max_bytes=1 << 28,
                   int max_scans=100, bint raw=False, bint keep_alpha=False):
         if not 1 <= quality <= 100:

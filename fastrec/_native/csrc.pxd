@@ -38,6 +38,7 @@ cdef extern from "resize.h" nogil:
         FR_FILTER_TRIANGLE
         FR_FILTER_BICUBIC
         FR_FILTER_LANCZOS
+        FR_FILTER_AUTO
 
 
 cdef extern from "pipeline.h" nogil:
