@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: %s FILELIST [--resize R] [--quality Q] [--passes N] [--no-upscale]\n"
-                        "       [--filter triangle|bicubic|lanczos]\n", argv[0]);
+                        "       [--filter auto|triangle|bicubic|lanczos]\n", argv[0]);
         return 1;
     }
     int resize = 480, quality = 90, passes = 3, no_upscale = 0;
@@ -117,6 +117,10 @@ int main(int argc, char **argv)
             const char *f = argv[++i];
             filter = !strcmp(f, "triangle") ? FR_FILTER_TRIANGLE : !strcmp(f, "bicubic") ? FR_FILTER_BICUBIC
                                                                                       : FR_FILTER_LANCZOS;
+#ifdef HAVE_FR_FILTER_AUTO   /* defined by the build when csrc/resize.h has it */
+            if (!strcmp(f, "auto"))
+                filter = FR_FILTER_AUTO;
+#endif
         }
         else {
             fprintf(stderr, "ceiling: unknown argument %s\n", argv[i]);

@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -156,9 +157,15 @@ def git_state() -> dict:
                             if line[3:].startswith(("csrc/", "fastrec/"))]}
 
 
+def has_auto_filter() -> bool:
+    """Whether csrc/resize.h has FR_FILTER_AUTO (fastrec's default filter since it was added)."""
+    return "FR_FILTER_AUTO" in (REPO / "csrc" / "resize.h").read_text()
+
+
 def build_ceiling(work: Path) -> Path:
     exe = work / "ceiling"
-    cmd = ["gcc", "-O3", "-std=gnu11", "-Wall", f"-I{REPO / 'csrc'}", str(BENCH / "ceiling.c"),
+    auto = ["-DHAVE_FR_FILTER_AUTO"] if has_auto_filter() else []
+    cmd = ["gcc", "-O3", "-std=gnu11", "-Wall", *auto, f"-I{REPO / 'csrc'}", str(BENCH / "ceiling.c"),
            str(REPO / "csrc" / "resize.c"), str(REPO / "csrc" / "buffer.c"), "-ljpeg", "-lm",
            "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -252,6 +259,7 @@ def command(job, args, im2rec: Path, ceiling: Path, work: Path) -> tuple[list[st
         return [sys.executable, str(im2rec), str(prefix), str(t.root)] + common, prefix
     if tool.startswith("fastrec"):
         extra = (["--no-upscale"] if tool == "fastrec-noup" else []) + ["--filter", args.filter]
+        extra += shlex.split(args.fastrec_args)
         return fastrec_cmd() + ["pack", str(prefix), str(t.root)] + common + extra, prefix
     extra = (["--no-upscale"] if tool == "ceiling-noup" else []) + ["--filter", args.filter]
     return [str(ceiling), str(t.pathfile), "--resize", str(args.resize), "--quality", str(args.quality),
@@ -460,8 +468,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resize", type=int, default=480)
     p.add_argument("--quality", type=int, default=90)
-    p.add_argument("--filter", default="lanczos", choices=["triangle", "bicubic", "lanczos"],
-                   help="fastrec's --filter, also used by the ceiling (default: fastrec's default)")
+    p.add_argument("--filter", default="auto" if has_auto_filter() else "lanczos",
+                   choices=["auto", "triangle", "bicubic", "lanczos"],
+                   help="fastrec's --filter, also used by the ceiling (default: fastrec's default, "
+                        "auto where csrc/resize.h has it, else lanczos)")
+    p.add_argument("--fastrec-args", default="", help="extra arguments for every timed `fastrec pack`, "
+                   "e.g. \"--batch-size 4\"")
     p.add_argument("--threads", default="1,2", help="comma-separated --num-thread values")
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
     p.add_argument("--ceiling-passes", type=int, default=3, help="passes over the files per ceiling run")
@@ -508,7 +520,8 @@ def main(argv=None) -> int:
     head = (f"Measured {started:%Y-%m-%d %H:%M} UTC on {info['cpus']} CPUs ({info['cpu']}), "
             f"libjpeg-turbo {info['libjpeg_turbo'] or '?'}, Python {info['python']}; "
             f"fastrec {git['commit'][:7]}{' + uncommitted changes' if git['dirty_files'] else ''}; "
-            f"--resize {args.resize} --quality {args.quality}, {args.repeat} interleaved rounds, "
+            f"--resize {args.resize} --quality {args.quality} --filter {args.filter}"
+            f"{' ' + args.fastrec_args if args.fastrec_args else ''}, {args.repeat} interleaved rounds, "
             f"{time.perf_counter() - t0:.0f} s in all.\n"
             + "".join(f"Tree {t.name}: {t.n} images, mean {t.mean_kb:.1f} KiB.\n" for t in trees))
     report = head + "\n" + md + "\n\n" + notes + "\n"

@@ -9,6 +9,7 @@
 #include <jerror.h>
 
 #include "exif.h"
+#include "resize.h"
 
 struct fr_decoder {
     struct jpeg_decompress_struct cinfo;
@@ -182,7 +183,7 @@ int fr_decode_pixels(fr_decoder *d, int denom, int channels, fr_pixels *out)
     int pix_bytes = cmyk ? 4 : channels;
     size_t stride = (size_t)ci->output_width * pix_bytes;
     d->pixels.len = 0;
-    if (fr_buf_reserve(&d->pixels, stride * ci->output_height)) {
+    if (fr_buf_reserve(&d->pixels, stride * ci->output_height + FR_RESIZE_SLACK)) {
         snprintf(d->message, sizeof d->message, "cannot allocate %zu bytes", stride * ci->output_height);
         jpeg_abort_decompress(ci);
         return FR_SKIP_NO_MEMORY;

@@ -381,20 +381,22 @@ void fr_pack_pixels(fr_worker *w, const fr_options *o, const uint8_t *px, int wi
         fail(res, FR_SKIP_TOO_MANY_PIXELS, "image has more pixels than the limit");
         return;
     }
-    fr_pixels p = {(uint8_t *)px, width, height, channels == 1 ? 1 : 4, stride};
-    if (channels == 3) {   /* widen RGB to RGBX, the layout the resizer and encoder use */
+    fr_pixels p = {(uint8_t *)px, width, height, 1, stride};
+    if (channels != 1) {
+        /* Copy to RGBX (or keep RGBA) in our own buffer, which has the resizer's read slack. */
         w->rgbx.len = 0;
-        if (fr_buf_reserve(&w->rgbx, (size_t)width * height * 4)) {
+        if (fr_buf_reserve(&w->rgbx, (size_t)width * height * 4 + FR_RESIZE_SLACK)) {
             fail(res, FR_SKIP_NO_MEMORY, "cannot allocate the pixel buffer");
             return;
         }
         for (int y = 0; y < height; y++)
             for (int x = 0; x < width; x++) {
-                const uint8_t *s = px + (size_t)y * stride + 3 * (size_t)x;
+                const uint8_t *s = px + (size_t)y * stride + (size_t)channels * x;
                 uint8_t *d = w->rgbx.data + ((size_t)y * width + x) * 4;
-                d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = 255;
+                d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = channels == 4 ? s[3] : 255;
             }
         p.px = w->rgbx.data;
+        p.channels = 4;
         p.stride = (size_t)width * 4;
     }
     int bx, by, bw, bh, ow, oh;

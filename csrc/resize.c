@@ -5,6 +5,8 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <emmintrin.h>
+#include <immintrin.h>
+#include <tmmintrin.h>
 #define FR_HAVE_SSE2 1
 #endif
 
@@ -41,6 +43,7 @@ static double filter_eval(fr_filter f, double x)
         return 0.0;
     }
     case FR_FILTER_LANCZOS:
+    case FR_FILTER_AUTO:          /* resolved per axis before we get here */
         return x < 3.0 ? sinc(x) * sinc(x / 3.0) : 0.0;
     }
     return 0.0;
@@ -53,14 +56,17 @@ static double filter_support(fr_filter f)
 
 static fr_filter axis_filter(fr_filter f, double len, int out)
 {
-    return f != FR_FILTER_AUTO ? f : len > out ? FR_FILTER_LANCZOS : FR_FILTER_TRIANGLE;
+    return f != FR_FILTER_AUTO ? f : len > out ? FR_FILTER_LANCZOS : FR_FILTER_BICUBIC;
 }
 
+/* Coefficient slots per output sample: the widest window, rounded up to a multiple of 4 so
+ * SIMD kernels can read four taps at a time (the extra slots hold zeros). */
 static int axis_taps(fr_filter f, double len, int out)
 {
     f = axis_filter(f, len, out);
     double scale = len / out;
-    return (int)ceil(filter_support(f) * (scale > 1.0 ? scale : 1.0)) * 2 + 1;
+    int taps = (int)ceil(filter_support(f) * (scale > 1.0 ? scale : 1.0)) * 2 + 1;
+    return (taps + 3) & ~3;
 }
 
 static size_t axis_bytes(int taps, int out)
@@ -123,6 +129,7 @@ static void plan_axis(uint8_t *mem, axis_plan *p, int size, double x0, double le
         while (n - 1 > skip && k[n - 1] == 0)
             n--;
         memmove(k, k + skip, (size_t)(n - skip) * sizeof *k);
+        memset(k + (n - skip), 0, (size_t)(taps - (n - skip)) * sizeof *k);
         p->first[i] = lo + skip;
         p->count[i] = n - skip;
     }
@@ -134,9 +141,46 @@ static inline uint8_t clip8(int v)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Horizontal pass, 4 bytes per pixel. */
+#ifdef FR_HAVE_SSE2
+/* Horizontal pass, 4 bytes per pixel, SSSE3: one 16-byte load covers four taps, and two byte
+ * shuffles lay them out as (r0 r1 g0 g1 b0 b1 x0 x1) int16 pairs for multiply-adds. Reads up to
+ * three pixels past a sample's last tap (zero coefficients), hence FR_RESIZE_SLACK. */
+__attribute__((target("ssse3")))
+static void hpass4_ssse3(const axis_plan *p, const uint8_t *src, uint8_t *dst, int dw)
+{
+    const __m128i lo_pair = _mm_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, 3, -1, 7, -1);
+    const __m128i hi_pair = _mm_setr_epi8(8, -1, 12, -1, 9, -1, 13, -1, 10, -1, 14, -1, 11, -1, 15, -1);
+    for (int i = 0; i < dw; i++) {
+        const uint8_t *s = src + (size_t)p->first[i] * 4;
+        const int16_t *k = p->k + (size_t)i * p->taps;
+        int n = p->count[i];
+        __m128i acc = _mm_set1_epi32(ROUND);
+        for (int j = 0; j < n; j += 4) {
+            __m128i px = _mm_loadu_si128((const __m128i *)(s + 4 * j));
+            int32_t k01, k23;
+            memcpy(&k01, k + j, 4);
+            memcpy(&k23, k + j + 2, 4);
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_shuffle_epi8(px, lo_pair), _mm_set1_epi32(k01)));
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_shuffle_epi8(px, hi_pair), _mm_set1_epi32(k23)));
+        }
+        acc = _mm_srai_epi32(acc, PREC);
+        acc = _mm_packs_epi32(acc, acc);
+        acc = _mm_packus_epi16(acc, acc);
+        uint32_t v = (uint32_t)_mm_cvtsi128_si32(acc);
+        memcpy(dst + 4 * i, &v, 4);
+    }
+}
+#endif
+
+/* Horizontal pass, 4 bytes per pixel (SSE2 baseline, or plain C elsewhere). */
 static void hpass4(const axis_plan *p, const uint8_t *src, uint8_t *dst, int dw)
 {
+#ifdef FR_HAVE_SSE2
+    if (__builtin_cpu_supports("ssse3")) {
+        hpass4_ssse3(p, src, dst, dw);
+        return;
+    }
+#endif
     for (int i = 0; i < dw; i++) {
         const uint8_t *s = src + (size_t)p->first[i] * 4;
         const int16_t *k = p->k + (size_t)i * p->taps;
@@ -191,6 +235,39 @@ static void hpass1(const axis_plan *p, const uint8_t *src, uint8_t *dst, int dw)
     }
 }
 
+#ifdef FR_HAVE_SSE2
+/* The AVX2 form of vrow's SIMD loop: 32 output bytes per step (unpack and pack both work within
+ * 128-bit lanes, so the byte order comes out right). Returns how many bytes it did. */
+__attribute__((target("avx2")))
+static int vrow_avx2(const int16_t *k, int n, const uint8_t *rows, size_t stride, uint8_t *dst, int nbytes)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    int x = 0;
+    for (; x + 32 <= nbytes; x += 32) {
+        __m256i a0 = _mm256_set1_epi32(ROUND), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j += 2) {
+            __m256i r0 = _mm256_loadu_si256((const __m256i *)(rows + (size_t)j * stride + x));
+            __m256i r1 = zero;
+            int16_t k1 = 0;
+            if (j + 1 < n) {
+                r1 = _mm256_loadu_si256((const __m256i *)(rows + (size_t)(j + 1) * stride + x));
+                k1 = k[j + 1];
+            }
+            __m256i kk = _mm256_set1_epi32((int)((uint32_t)(uint16_t)k[j] | (uint32_t)(uint16_t)k1 << 16));
+            __m256i lo = _mm256_unpacklo_epi8(r0, r1), hi = _mm256_unpackhi_epi8(r0, r1);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_unpacklo_epi8(lo, zero), kk));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_unpackhi_epi8(lo, zero), kk));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_unpacklo_epi8(hi, zero), kk));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_unpackhi_epi8(hi, zero), kk));
+        }
+        __m256i lo16 = _mm256_packs_epi32(_mm256_srai_epi32(a0, PREC), _mm256_srai_epi32(a1, PREC));
+        __m256i hi16 = _mm256_packs_epi32(_mm256_srai_epi32(a2, PREC), _mm256_srai_epi32(a3, PREC));
+        _mm256_storeu_si256((__m256i *)(dst + x), _mm256_packus_epi16(lo16, hi16));
+    }
+    return x;
+}
+#endif
+
 /* Vertical pass for one output row: a weighted sum of source rows. The SIMD loop keeps 16
  * output bytes in registers across all taps, taking two source rows per multiply-add. */
 static void vrow(const axis_plan *p, int i, const uint8_t *src, size_t stride, uint8_t *dst, int nbytes)
@@ -199,6 +276,8 @@ static void vrow(const axis_plan *p, int i, const uint8_t *src, size_t stride, u
     const uint8_t *rows = src + (size_t)p->first[i] * stride;
     int n = p->count[i], x = 0;
 #ifdef FR_HAVE_SSE2
+    if (__builtin_cpu_supports("avx2"))
+        x = vrow_avx2(k, n, rows, stride, dst, nbytes);
     const __m128i zero = _mm_setzero_si128();
     for (; x + 16 <= nbytes; x += 16) {
         __m128i a0 = _mm_set1_epi32(ROUND), a1 = a0, a2 = a0, a3 = a0;
@@ -248,7 +327,7 @@ int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, doubl
     int tmp_h = hfirst ? src->height : dh;
     size_t tmp_stride = (size_t)tmp_w * ch;
     r->temp.len = 0;
-    if (fr_buf_reserve(&r->temp, tmp_stride * tmp_h))
+    if (fr_buf_reserve(&r->temp, tmp_stride * tmp_h + FR_RESIZE_SLACK))
         return -1;
     uint8_t *tmp = r->temp.data;
     if (hfirst) {

@@ -13,8 +13,8 @@
 
 #include "buffer.h"
 
-/* AUTO: Lanczos-3 on an axis that shrinks (where aliasing is the risk), triangle (= bilinear)
- * on one that grows (where the extra taps buy little sharpness and cost most of the time). */
+/* AUTO: Lanczos-3 on an axis that shrinks (where aliasing is the risk), Catmull-Rom bicubic on
+ * one that grows (4 taps instead of 6: Lanczos' extra lobes add little when enlarging). */
 typedef enum { FR_FILTER_TRIANGLE = 0, FR_FILTER_BICUBIC = 1, FR_FILTER_LANCZOS = 2, FR_FILTER_AUTO = 3 } fr_filter;
 
 typedef struct {
@@ -29,7 +29,9 @@ typedef struct {
 } fr_image_in;
 
 /* Resample box (x0, y0, bw, bh) of `src` to dw x dh pixels written to dst (stride dw*channels).
- * Returns 0, or -1 when out of memory. */
+ * Source rows may be read up to FR_RESIZE_SLACK bytes past the last pixel (values unused), so
+ * the source buffer needs that much slack after its last row. Returns 0, or -1 out of memory. */
+#define FR_RESIZE_SLACK 16
 int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, double bw, double bh,
               uint8_t *dst, int dw, int dh, fr_filter filter);
 

@@ -46,7 +46,7 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
                    help="keep images whose shorter edge is below --resize at their size (im2rec upscales)")
     x.add_argument("--filter", default="auto", choices=["auto", "triangle", "bicubic", "lanczos"],
                    help="resampling filter for --resize, antialiased when shrinking (auto: Lanczos-3 "
-                        "when shrinking, triangle = bilinear when enlarging)")
+                        "when shrinking, Catmull-Rom bicubic when enlarging)")
     x.add_argument("--strict", action="store_true", help="exit non-zero if any image was skipped")
     x.add_argument("--resume", action="store_true",
                    help="continue an interrupted pack where its .rec/.idx stop")

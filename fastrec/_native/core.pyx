@@ -69,7 +69,7 @@ cdef class Worker:
 
     Parameters mirror im2rec: resize (shorter edge, 0 keeps the size), center_crop, color
     (1, 0, -1), quality (1-100); plus no_upscale, pass_through, filter ("auto": Lanczos-3 when
-    shrinking, triangle when enlarging; or "triangle", "bicubic", "lanczos"), subsampling (420, 422, 444), fast_dct, and the limits max_pixels, max_bytes
+    shrinking, bicubic when enlarging; or "triangle", "bicubic", "lanczos"), subsampling (420, 422, 444), fast_dct, and the limits max_pixels, max_bytes
     (per file) and max_scans (progressive JPEG scans). With raw=True a "record" is the
     unframed header followed by the raw RGB (or gray) rows, for encoders other than JPEG;
     keep_alpha then keeps the 4th channel of RGBA input from pack_pixels.
