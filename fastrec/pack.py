@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
-from fastrec import fallback
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
 
 READ_ERROR = STATUS_NAMES.index("read-error")
@@ -225,12 +224,14 @@ def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=N
             outcomes[i] = Outcome(blob[start:end], in_bytes=in_bytes, size=(out_w, out_h))
             start = end
         elif status == NEEDS_FALLBACK:
+            from fastrec import fallback   # Pillow and numpy load only when a file needs them
             data = datas[j] if source is not None else None
             outcomes[i] = fallback.pack(worker, paths[j], ids[j], labels[j], opts, data)
         else:
             outcomes[i] = Outcome(None, STATUS_NAMES[status], message, in_bytes)
     if opts.encoding == ".png" and not opts.pass_through:
-        outcomes = [fallback.raw_to_png(o, opts) for o in outcomes]
+        from fastrec.fallback import raw_to_png
+        outcomes = [raw_to_png(o, opts) for o in outcomes]
     return outcomes  # type: ignore[return-value]
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 import os
 import sys
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-
 
 class Progress:
     """`mode`: "on", "off" or "auto" (on when stderr is a terminal)."""
 
     def __init__(self, mode: str = "auto"):
         on = mode == "on" or (mode == "auto" and sys.stderr.isatty())
-        self._bar = RichProgress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rate]:.0f} img/s {task.fields[mbs]:.1f} MB/s skipped {task.fields[skips]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-        ) if on else None
+        self._bar = None
+        if on:  # rich loads only when a bar is shown: start-up stays short in scripts
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
+                                       TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            self._bar = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                TextColumn("{task.fields[rate]:.0f} img/s {task.fields[mbs]:.1f} MB/s skipped {task.fields[skips]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            )
         self._task = None
         self._bytes = 0
 

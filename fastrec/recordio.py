@@ -16,8 +16,6 @@ import os
 import struct
 from typing import BinaryIO, Iterator, NamedTuple, Sequence
 
-import numpy as np
-
 from fastrec._native.recordio import NativeRecordFile, frame
 
 MAGIC = 0xCED7230A
@@ -63,6 +61,8 @@ def pack(header: IRHeader, s: bytes) -> bytes:
     flag, label, id_, id2 = header
     if isinstance(label, numbers.Number):
         return _HEADER_NATIVE.pack(0, label, id_, id2) + s
+    import numpy as np  # only multi-label records need it; keeps `import fastrec` light
+
     labels = np.asarray(label, dtype=np.float32)
     return _HEADER.pack(labels.size, 0.0, id_, id2) + labels.astype("<f4").tobytes() + s
 
@@ -76,6 +76,8 @@ def unpack(s: bytes) -> tuple[IRHeader, bytes]:
     if flag > 0:
         if len(s) < 4 * flag:
             raise RecordIOError(f"header flag {flag} promises {4 * flag} label bytes, record has {len(s)}")
+        import numpy as np
+
         label = np.frombuffer(s, dtype="<f4", count=flag)
         s = s[4 * flag:]
     return IRHeader(flag, label, id_, id2), s
