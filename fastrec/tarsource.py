@@ -89,19 +89,13 @@ class TarIndex:
 
 
 def _archive_files(archives: Sequence[str]) -> list[str]:
-    """Expand folders of per-class tars; keep files as given."""
-    out = []
-    for a in archives:
-        if os.path.isdir(a):
-            found = sorted(os.path.join(a, n) for n in os.listdir(a) if n.endswith(TAR_SUFFIX))
-            if not found:
-                raise TarError(f"{a!r} holds no .tar files")
-            out += found
-        elif os.path.isfile(a):
-            out.append(a)
-        else:
-            raise TarError(f"archive {a!r} does not exist")
-    return out
+    """Expand folders of per-class tars (as `fastrec extract` does); keep files as given."""
+    from fastrec.extract import ExtractError, resolve_archives
+
+    try:
+        return resolve_archives(archives)
+    except ExtractError as err:
+        raise TarError(str(err)) from err
 
 
 def _safe_name(name: str) -> str | None:

@@ -110,6 +110,32 @@ cdef class Worker:
     def __dealloc__(self):
         fr_worker_free(self.w)
 
+    cdef tuple _run(self, _Heads heads, Py_ssize_t n, const char **paths, const uint8_t **datas,
+                    const size_t *lens):
+        """Pack n items, from files (`paths`) or from memory (`datas`, `lens`), without the GIL."""
+        cdef Py_ssize_t i
+        cdef fr_result *res = <fr_result *>malloc(max(n, 1) * sizeof(fr_result))
+        cdef size_t *ends = <size_t *>malloc(max(n, 1) * sizeof(size_t))
+        cdef fr_buf out
+        out.data = NULL
+        out.len = out.cap = 0
+        try:
+            if not res or not ends:
+                raise MemoryError()
+            with nogil:
+                for i in range(n):
+                    if paths != NULL:
+                        fr_pack_file(self.w, &self.o, paths[i], &heads.heads[i], &out, &res[i])
+                    else:
+                        fr_pack_bytes(self.w, &self.o, datas[i], lens[i], &heads.heads[i], &out, &res[i])
+                    ends[i] = out.len
+            blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
+            return blob, [_result_tuple(&res[i], ends[i]) for i in range(n)]
+        finally:
+            free(res)
+            free(ends)
+            fr_buf_free(&out)
+
     def pack_files(self, list ids, list labels, list paths):
         """Pack files into framed records: returns (records, results).
 
@@ -121,27 +147,14 @@ cdef class Worker:
         cdef Py_ssize_t i, n = len(paths)
         cdef _Heads heads = _Heads(ids, labels)
         cdef const char **cpaths = <const char **>malloc(max(n, 1) * sizeof(char *))
-        cdef fr_result *res = <fr_result *>malloc(max(n, 1) * sizeof(fr_result))
-        cdef size_t *ends = <size_t *>malloc(max(n, 1) * sizeof(size_t))
-        cdef fr_buf out
-        out.data = NULL
-        out.len = out.cap = 0
+        if not cpaths:
+            raise MemoryError()
         try:
-            if not cpaths or not res or not ends:
-                raise MemoryError()
             for i in range(n):
                 cpaths[i] = <bytes>paths[i]
-            with nogil:
-                for i in range(n):
-                    fr_pack_file(self.w, &self.o, cpaths[i], &heads.heads[i], &out, &res[i])
-                    ends[i] = out.len
-            blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
-            return blob, [_result_tuple(&res[i], ends[i]) for i in range(n)]
+            return self._run(heads, n, cpaths, NULL, NULL)
         finally:
             free(cpaths)
-            free(res)
-            free(ends)
-            fr_buf_free(&out)
 
     def pack_bytes(self, list ids, list labels, list datas):
         """Like pack_files, from in-memory file contents (bytes-like objects)."""
@@ -149,32 +162,19 @@ cdef class Worker:
         cdef _Heads heads = _Heads(ids, labels)
         cdef const uint8_t **ptrs = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
         cdef size_t *lens = <size_t *>malloc(max(n, 1) * sizeof(size_t))
-        cdef fr_result *res = <fr_result *>malloc(max(n, 1) * sizeof(fr_result))
-        cdef size_t *ends = <size_t *>malloc(max(n, 1) * sizeof(size_t))
         cdef const uint8_t[::1] view
-        cdef fr_buf out
-        out.data = NULL
-        out.len = out.cap = 0
         views = [memoryview(d).cast("B") for d in datas]  # keeps the buffers alive
         try:
-            if not ptrs or not lens or not res or not ends:
+            if not ptrs or not lens:
                 raise MemoryError()
             for i in range(n):
                 view = views[i]
                 lens[i] = view.shape[0]
                 ptrs[i] = &view[0] if lens[i] else NULL
-            with nogil:
-                for i in range(n):
-                    fr_pack_bytes(self.w, &self.o, ptrs[i], lens[i], &heads.heads[i], &out, &res[i])
-                    ends[i] = out.len
-            blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
-            return blob, [_result_tuple(&res[i], ends[i]) for i in range(n)]
+            return self._run(heads, n, NULL, ptrs, lens)
         finally:
             free(ptrs)
             free(lens)
-            free(res)
-            free(ends)
-            fr_buf_free(&out)
 
     def pack_pixels(self, pixels, id, label):
         """Pack an already decoded, upright image (uint8 array HxW, HxWx3 or HxWx4): (record, result)."""
