@@ -54,7 +54,8 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
                    help="skip images with more pixels than this (default 178956970, as Pillow)")
     x.add_argument("--max-bytes", type=int, default=None, help="skip files larger than this (default 256 MiB)")
     x.add_argument("--max-scans", type=int, default=None, help="skip progressive JPEGs with more scans (default 100)")
-    x.add_argument("--batch-size", type=int, default=64, help="images handed to a worker at once")
+    x.add_argument("--batch-size", type=int, default=64,
+                   help="most images handed to a worker at once (fewer for short lists, so all threads work)")
     x.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     x.add_argument("--dask", metavar="ADDRESS",

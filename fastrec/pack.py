@@ -382,7 +382,9 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
     started = time.perf_counter()
     progress.start(job.rec, len(job.items), done=point.items_done if point else 0)
     inflight: collections.deque[tuple[Sequence[ListItem], Future]] = collections.deque()
-    batches = _batches(todo, opts.batch_size)
+    # Short lists (or lists of big photos) still need every thread busy: at least 4 batches each.
+    batch_size = max(1, min(opts.batch_size, -(-len(todo) // (4 * opts.num_thread))))
+    batches = _batches(todo, batch_size)
     try:
         while True:
             while len(inflight) < 2 * opts.num_thread:     # bounded: memory stays flat
