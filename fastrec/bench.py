@@ -113,8 +113,8 @@ class BenchOptions:
     seed: int = 0                # seed of the random sample
     quality: tuple[int, ...] = (80, 90, 95)
     subsampling: tuple[int, ...] = (420, 444)
-    dct: tuple[str, ...] = DCTS
-    filter: tuple[str, ...] = FILTERS
+    dct: tuple[str, ...] = ("accurate",)
+    filter: tuple[str, ...] = ("auto",)
     resize: int = 480            # shorter edge in pixels, as im2rec --resize (0: keep the size)
     upscale: tuple[bool, ...] = (True, False)
     threads: int = 1             # threads, each with its own Worker; rates are per thread

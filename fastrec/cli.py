@@ -249,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     p.add_argument("--quality", default="80,90,95", help="JPEG qualities to try, comma-separated (1-100)")
     p.add_argument("--subsampling", default="420,444", help="chroma subsamplings to try: 420, 422, 444")
-    p.add_argument("--dct", default="accurate,fast", help="DCT variants to try: accurate, fast")
-    p.add_argument("--filter", default="auto,lanczos,triangle", help="resize filters to try (auto, lanczos, bicubic, triangle)")
+    p.add_argument("--dct", default="accurate", help="DCT variants to try: accurate, fast (fast gains little on AVX2)")
+    p.add_argument("--filter", default="auto", help="resize filters to try (auto, lanczos, bicubic, triangle)")
     p.add_argument("--resize", type=int, default=480, help="shorter edge in pixels, as im2rec (0: keep the size)")
     p.add_argument("--upscale", default="yes,no",
                    help="yes: enlarge images smaller than --resize (im2rec); no: keep them (--no-upscale)")
