@@ -15,6 +15,11 @@
  * FILELIST holds one path per line.  Prints one JSON object: images/s of each pass, the median,
  * CPU seconds per image, and wall milliseconds per image spent in each stage (decode = header +
  * decode at scale; resize = fr_resize; encode = the whole compression).
+ *
+ * --core instead runs the native core's own per-image function (fr_pack_bytes: the YCbCr-plane
+ * path for colour JPEGs, framing included) over the preloaded files, so the ratio to
+ * `fastrec pack` isolates what file reads, threads and Python cost. Build it with every C file
+ * of csrc/ and -DHAVE_FR_CORE; the stage times are then not measured (-1).
  */
 #include <setjmp.h>
 #include <stdint.h>
@@ -27,6 +32,9 @@
 
 #include "buffer.h"
 #include "resize.h"
+#ifdef HAVE_FR_CORE
+#include "pipeline.h"
+#endif
 
 typedef struct {
     uint8_t *data;
@@ -102,7 +110,7 @@ int main(int argc, char **argv)
                         "       [--filter auto|triangle|bicubic|lanczos]\n", argv[0]);
         return 1;
     }
-    int resize = 480, quality = 90, passes = 3, no_upscale = 0;
+    int resize = 480, quality = 90, passes = 3, no_upscale = 0, core = 0;
     fr_filter filter = FR_FILTER_LANCZOS;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--resize") && i + 1 < argc)
@@ -113,6 +121,8 @@ int main(int argc, char **argv)
             passes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-upscale"))
             no_upscale = 1;
+        else if (!strcmp(argv[i], "--core"))
+            core = 1;
         else if (!strcmp(argv[i], "--filter") && i + 1 < argc) {
             const char *f = argv[++i];
             filter = !strcmp(f, "triangle") ? FR_FILTER_TRIANGLE : !strcmp(f, "bicubic") ? FR_FILTER_BICUBIC
@@ -157,6 +167,55 @@ int main(int argc, char **argv)
         fprintf(stderr, "ceiling: no files\n");
         return 1;
     }
+
+#ifdef HAVE_FR_CORE
+    if (core) {
+        fr_worker *wk = fr_worker_new();
+        fr_options o = {0};
+        o.resize = resize, o.no_upscale = no_upscale, o.filter = filter, o.quality = quality;
+        o.color = 1, o.subsampling = 420, o.max_pixels = 1ull << 40, o.max_bytes = 1ull << 40, o.max_scans = 1000;
+        fr_record_head head = {0};
+        fr_buf out = {0};
+        fr_result res;
+        double *rates = calloc((size_t)passes, sizeof *rates), cpu_total = 0;
+        size_t out_bytes = 0;
+        int scale_hist[9] = {0};
+        for (int p = 0; p < passes; p++) {
+            double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+            for (size_t i = 0; i < n; i++) {
+                out.len = 0;
+                fr_pack_bytes(wk, &o, files[i].data, files[i].len, &head, &out, &res);
+                if (res.status != FR_OK) {
+                    fprintf(stderr, "ceiling: image %zu failed: %s\n", i, res.message);
+                    return 1;
+                }
+                if (p == 0) {
+                    out_bytes += out.len;
+                    scale_hist[res.scale_denom]++;
+                }
+            }
+            double t1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID);
+            rates[p] = n / (t1 - t0);
+            cpu_total += c1 - c0;
+        }
+        qsort(rates, (size_t)passes, sizeof *rates, cmp_double);
+        double median = passes % 2 ? rates[passes / 2] : 0.5 * (rates[passes / 2 - 1] + rates[passes / 2]);
+        printf("{\"images\": %zu, \"passes\": %d, \"in_bytes\": %zu, \"out_bytes\": %zu, "
+               "\"scale_1\": %d, \"scale_2\": %d, \"scale_4\": %d, \"scale_8\": %d, "
+               "\"ms_per_image_decode\": -1, \"ms_per_image_resize\": -1, \"ms_per_image_encode\": -1, "
+               "\"cpu_s_per_image\": %.6f, \"images_per_s\": [",
+               n, passes, in_bytes, out_bytes, scale_hist[1], scale_hist[2], scale_hist[4], scale_hist[8],
+               cpu_total / ((double)n * passes));
+        for (int p = 0; p < passes; p++)
+            printf("%s%.3f", p ? ", " : "", rates[p]);
+        printf("], \"median_images_per_s\": %.3f}\n", median);
+        fr_buf_free(&out);
+        fr_worker_free(wk);
+        return 0;
+    }
+#else
+    (void)core;
+#endif
 
     struct jpeg_decompress_struct d;
     struct jpeg_compress_struct e;
@@ -236,7 +295,7 @@ int main(int argc, char **argv)
                 resized.len = 0;
                 fr_buf_reserve(&resized, (size_t)tw * th * 4);
                 fr_image_in in = {pixels.data, (int)d.output_width, (int)d.output_height, 4, stride};
-                if (fr_resize(&rs, &in, 0.0, 0.0, bw, bh, resized.data, tw, th, filter)) {
+                if (fr_resize(&rs, &in, 0.0, 0.0, bw, bh, resized.data, (size_t)tw * 4, tw, th, filter)) {
                     fprintf(stderr, "ceiling: resize failed\n");
                     return 1;
                 }

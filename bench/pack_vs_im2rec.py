@@ -165,8 +165,8 @@ def has_auto_filter() -> bool:
 def build_ceiling(work: Path) -> Path:
     exe = work / "ceiling"
     auto = ["-DHAVE_FR_FILTER_AUTO"] if has_auto_filter() else []
-    cmd = ["gcc", "-O3", "-std=gnu11", "-Wall", *auto, f"-I{REPO / 'csrc'}", str(BENCH / "ceiling.c"),
-           str(REPO / "csrc" / "resize.c"), str(REPO / "csrc" / "buffer.c"), "-ljpeg", "-lm",
+    cmd = ["gcc", "-O3", "-std=gnu11", "-Wall", *auto, "-DHAVE_FR_CORE", f"-I{REPO / 'csrc'}",
+           str(BENCH / "ceiling.c"), *map(str, sorted((REPO / "csrc").glob("*.c"))), "-ljpeg", "-lm",
            "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
@@ -262,8 +262,8 @@ def command(job, args, im2rec: Path, ceiling: Path, work: Path) -> tuple[list[st
         extra += shlex.split(args.fastrec_args)
         return fastrec_cmd() + ["pack", str(prefix), str(t.root)] + common + extra, prefix
     extra = (["--no-upscale"] if tool == "ceiling-noup" else []) + ["--filter", args.filter]
-    return [str(ceiling), str(t.pathfile), "--resize", str(args.resize), "--quality", str(args.quality),
-            "--passes", str(args.ceiling_passes)] + extra, prefix
+    return [str(ceiling), str(t.pathfile), "--core", "--resize", str(args.resize), "--quality",
+            str(args.quality), "--passes", str(args.ceiling_passes)] + extra, prefix
 
 
 def run_rounds(trees, threads, args, im2rec, ceiling, work) -> dict:

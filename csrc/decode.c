@@ -11,6 +11,17 @@
 #include "exif.h"
 #include "resize.h"
 
+/* The scaled-DCT fields were renamed (and split by axis) in the libjpeg 7+ API. */
+#if JPEG_LIB_VERSION >= 70
+#define COMP_H_SCALED(c) ((c)->DCT_h_scaled_size)
+#define COMP_V_SCALED(c) ((c)->DCT_v_scaled_size)
+#define MIN_V_SCALED(ci) ((ci)->min_DCT_v_scaled_size)
+#else
+#define COMP_H_SCALED(c) ((c)->DCT_scaled_size)
+#define COMP_V_SCALED(c) ((c)->DCT_scaled_size)
+#define MIN_V_SCALED(ci) ((ci)->min_DCT_scaled_size)
+#endif
+
 struct fr_decoder {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_error_mgr jerr;
@@ -132,6 +143,7 @@ int fr_decode_header(fr_decoder *d, const uint8_t *data, size_t len, const fr_de
     info->width = (int)ci->image_width;
     info->height = (int)ci->image_height;
     info->gray = ci->jpeg_color_space == JCS_GRAYSCALE;
+    info->ycc = ci->jpeg_color_space == JCS_YCbCr && ci->num_components == 3;
     info->cmyk = ci->jpeg_color_space == JCS_CMYK || ci->jpeg_color_space == JCS_YCCK;
     info->progressive = ci->progressive_mode;
     info->orientation = 1;
@@ -211,5 +223,56 @@ int fr_decode_pixels(fr_decoder *d, int denom, int channels, fr_pixels *out)
     out->height = (int)ci->output_height;
     out->channels = channels;
     out->stride = stride;  /* CMYK-to-gray rows keep the 4-byte stride */
+    return d->status;
+}
+
+int fr_decode_planes(fr_decoder *d, int denom, fr_planes *out)
+{
+    struct jpeg_decompress_struct *ci = &d->cinfo;
+    if (setjmp(d->escape)) {
+        jpeg_abort_decompress(ci);
+        return d->status;
+    }
+    ci->scale_num = 1;
+    ci->scale_denom = (unsigned)denom;
+    ci->dct_method = JDCT_ISLOW;
+    ci->raw_data_out = TRUE;
+    jpeg_start_decompress(ci);
+    /* jpeg_read_raw_data hands out one iMCU row per call: `group` rows at full (luma) scale,
+     * v_samp * scaled-DCT rows of each plane; every plane is allocated in whole groups. */
+    int group = ci->max_v_samp_factor * MIN_V_SCALED(ci);
+    int groups = (int)((ci->output_height + group - 1) / group);
+    size_t offset[3], total = 0;
+    for (int c = 0; c < 3; c++) {
+        jpeg_component_info *comp = &ci->comp_info[c];
+        out->stride[c] = ((size_t)comp->width_in_blocks * COMP_H_SCALED(comp) + 15) & ~(size_t)15;
+        out->width[c] = (int)comp->downsampled_width;
+        out->height[c] = (int)comp->downsampled_height;
+        out->scale_x[c] = (double)comp->h_samp_factor * COMP_H_SCALED(comp) / (ci->max_h_samp_factor * DCTSIZE);
+        out->scale_y[c] = (double)comp->v_samp_factor * COMP_V_SCALED(comp) / (ci->max_v_samp_factor * DCTSIZE);
+        offset[c] = total;
+        total += out->stride[c] * (size_t)(groups * comp->v_samp_factor * COMP_V_SCALED(comp));
+    }
+    d->pixels.len = 0;
+    if (fr_buf_reserve(&d->pixels, total + FR_RESIZE_SLACK)) {
+        snprintf(d->message, sizeof d->message, "cannot allocate %zu bytes", total);
+        jpeg_abort_decompress(ci);
+        return FR_SKIP_NO_MEMORY;
+    }
+    for (int c = 0; c < 3; c++)
+        out->px[c] = d->pixels.data + offset[c];
+    JSAMPROW rows[3][4 * DCTSIZE];  /* v_samp <= 4, scaled DCT <= 8 rows at our scales */
+    JSAMPARRAY planes[3] = {rows[0], rows[1], rows[2]};
+    while (ci->output_scanline < ci->output_height) {
+        int g = (int)(ci->output_scanline / group);
+        for (int c = 0; c < 3; c++) {
+            jpeg_component_info *comp = &ci->comp_info[c];
+            int n = comp->v_samp_factor * COMP_V_SCALED(comp);
+            for (int r = 0; r < n; r++)
+                rows[c][r] = out->px[c] + ((size_t)g * n + r) * out->stride[c];
+        }
+        jpeg_read_raw_data(ci, planes, (JDIMENSION)group);
+    }
+    jpeg_finish_decompress(ci);
     return d->status;
 }

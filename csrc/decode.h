@@ -18,6 +18,7 @@ typedef struct fr_decoder fr_decoder;
 
 typedef struct {
     int width, height;  /* stored (un-rotated) size */
+    int ycc;            /* three-component YCbCr source: can be decoded to planes */
     int gray;           /* single-component source */
     int cmyk;           /* CMYK or YCCK source */
     int progressive;
@@ -36,6 +37,14 @@ typedef struct {
     size_t stride;
 } fr_pixels;
 
+/* A YCbCr image as its three planes, each at its own (possibly subsampled) resolution. */
+typedef struct {
+    uint8_t *px[3];     /* owned by the decoder; each has FR_RESIZE_SLACK readable bytes after it */
+    int width[3], height[3];
+    size_t stride[3];
+    double scale_x[3], scale_y[3];  /* plane samples per full-size source pixel */
+} fr_planes;
+
 fr_decoder *fr_decoder_new(void);
 void fr_decoder_free(fr_decoder *d);
 
@@ -45,6 +54,10 @@ int fr_decode_header(fr_decoder *d, const uint8_t *data, size_t len, const fr_de
 
 /* After fr_decode_header: decode at 1/denom (1, 2, 4 or 8), to gray (channels 1) or RGBX (4). */
 int fr_decode_pixels(fr_decoder *d, int denom, int channels, fr_pixels *out);
+
+/* After fr_decode_header of a `ycc` image: decode at 1/denom straight to its Y, Cb and Cr
+ * planes, skipping chroma upsampling and colour conversion. */
+int fr_decode_planes(fr_decoder *d, int denom, fr_planes *out);
 
 /* Forget a parsed header without decoding it. */
 void fr_decoder_abort(fr_decoder *d);

@@ -118,3 +118,46 @@ int fr_encode_jpeg(fr_encoder *e, const uint8_t *px, int width, int height, int 
     jpeg_finish_compress(ci);
     return FR_OK;
 }
+
+int fr_encode_planes(fr_encoder *e, const uint8_t *const px[3], const size_t stride[3], int width,
+                     int height, const fr_encode_params *p, fr_buf *out)
+{
+    struct jpeg_compress_struct *ci = &e->cinfo;
+    e->out = out;
+    e->start = out->len;
+    e->message[0] = 0;
+    if (setjmp(e->escape)) {
+        jpeg_abort_compress(ci);
+        out->len = e->start;
+        return e->jerr.msg_code == JERR_OUT_OF_MEMORY ? FR_SKIP_NO_MEMORY : FR_SKIP_CORRUPT;
+    }
+    ci->image_width = (JDIMENSION)width;
+    ci->image_height = (JDIMENSION)height;
+    ci->input_components = 3;
+    ci->in_color_space = JCS_YCbCr;
+    jpeg_set_defaults(ci);
+    jpeg_set_quality(ci, p->quality, TRUE);
+    ci->dct_method = p->fast_dct ? JDCT_IFAST : JDCT_ISLOW;
+    int s = p->subsampling == 420 ? 2 : 1;
+    ci->comp_info[0].h_samp_factor = ci->comp_info[0].v_samp_factor = s;
+    ci->raw_data_in = TRUE;
+    jpeg_start_compress(ci, TRUE);
+    int group = s * DCTSIZE;                     /* rows of the image per iMCU row */
+    JSAMPROW rows[3][2 * DCTSIZE];
+    JSAMPARRAY planes[3] = {rows[0], rows[1], rows[2]};
+    while (ci->next_scanline < ci->image_height) {
+        int g = (int)(ci->next_scanline / group);
+        for (int c = 0; c < 3; c++) {
+            int v = ci->comp_info[c].v_samp_factor;
+            int n = v * DCTSIZE;
+            int last = (int)(((long)height * v + s - 1) / s) - 1;   /* last row of this plane */
+            for (int r = 0; r < n; r++) {
+                int row = g * n + r;
+                rows[c][r] = (JSAMPROW)(px[c] + (size_t)(row < last ? row : last) * stride[c]);
+            }
+        }
+        jpeg_write_raw_data(ci, planes, (JDIMENSION)group);
+    }
+    jpeg_finish_compress(ci);
+    return FR_OK;
+}

@@ -24,6 +24,13 @@ void fr_encoder_free(fr_encoder *e);
 int fr_encode_jpeg(fr_encoder *e, const uint8_t *px, int width, int height, int channels,
                    size_t stride, const fr_encode_params *p, fr_buf *out);
 
+/* Encode from Y, Cb, Cr planes already at the component sizes of `p->subsampling` (420 or 444):
+ * plane c is ceil(width / s) x ceil(height / s) samples, s = 2 for 4:2:0 chroma, else 1. Each
+ * row must hold whole 8-sample blocks (the caller pads the right edge); rows past a plane's end
+ * repeat its last row. Skips libjpeg's colour conversion and chroma downsampling. */
+int fr_encode_planes(fr_encoder *e, const uint8_t *const px[3], const size_t stride[3], int width,
+                     int height, const fr_encode_params *p, fr_buf *out);
+
 const char *fr_encoder_message(const fr_encoder *e);
 
 #endif

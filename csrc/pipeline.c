@@ -187,7 +187,7 @@ static void pack_decoded(fr_worker *w, const fr_options *o, const fr_pixels *px,
         w->resized.len = 0;
         fr_image_in in = {px->px, px->width, px->height, ch, px->stride};
         if (fr_buf_reserve(&w->resized, row * th) ||
-            fr_resize(&w->resizer, &in, box_x, box_y, box_w, box_h, w->resized.data, tw, th, o->filter)) {
+            fr_resize(&w->resizer, &in, box_x, box_y, box_w, box_h, w->resized.data, row, tw, th, o->filter)) {
             fail(res, FR_SKIP_NO_MEMORY, "cannot allocate the resize buffers");
             return;
         }
@@ -219,6 +219,92 @@ static void pack_decoded(fr_worker *w, const fr_options *o, const fr_pixels *px,
     }
     fr_encode_params ep = {o->quality, o->subsampling, o->fast_dct};
     int rc = fr_encode_jpeg(w->enc, img, ow, oh, ch, stride, &ep, &w->payload);
+    if (rc != FR_OK) {
+        fail(res, rc, fr_encoder_message(w->enc));
+        return;
+    }
+    finish_record(w, out, res);
+}
+
+/* ---------------------------------------------------------------- the YCbCr plane path
+ * For a YCbCr JPEG going to a colour JPEG, the planes are resampled as they are: no chroma
+ * upsampling or colour conversion in the decoder, none or downsampling in the encoder, and
+ * 1.5 samples per pixel to resize (4:2:0) instead of 4. Resampling commutes with the (affine)
+ * YCbCr transform, so the picture is the same up to rounding. */
+#define PLANE_ALIGN 16
+
+static size_t plane_stride(int width) { return ((size_t)width + PLANE_ALIGN - 1) & ~(size_t)(PLANE_ALIGN - 1); }
+
+/* Repeat each row's last sample up to the next multiple of 8 (JPEG encodes whole blocks). */
+static void pad_right(uint8_t *px, int width, int height, size_t stride)
+{
+    int to = (width + 7) & ~7;
+    for (int y = 0; y < height && to > width; y++)
+        memset(px + (size_t)y * stride + width, px[(size_t)y * stride + width - 1], (size_t)(to - width));
+}
+
+static void pack_planes(fr_worker *w, const fr_options *o, int orientation, int denom, int sx, int sy,
+                        int sw, int sh, int tw, int th, const fr_record_head *h, fr_buf *out, fr_result *res)
+{
+    fr_planes in;
+    int rc = fr_decode_planes(w->dec, denom, &in);
+    if (rc != FR_OK) {
+        fail(res, rc, fr_decoder_message(w->dec));
+        return;
+    }
+    int s = o->subsampling == 420 ? 2 : 1;
+    int pw[3] = {tw, (tw + s - 1) / s, (tw + s - 1) / s}, ph[3] = {th, (th + s - 1) / s, (th + s - 1) / s};
+    size_t offset[3], total = 0;
+    for (int c = 0; c < 3; c++) {
+        offset[c] = total;
+        total += plane_stride(transposes(orientation) ? ph[c] : pw[c]) * (size_t)(transposes(orientation) ? pw[c] : ph[c]);
+    }
+    w->resized.len = w->oriented.len = 0;
+    if (fr_buf_reserve(&w->resized, total + FR_RESIZE_SLACK) || fr_buf_reserve(&w->oriented, total)) {
+        fail(res, FR_SKIP_NO_MEMORY, "cannot allocate the plane buffers");
+        return;
+    }
+    const uint8_t *planes[3];
+    size_t strides[3];
+    for (int c = 0; c < 3; c++) {
+        /* An output chroma sample covers s x s output pixels, so the last one may reach past
+         * the image: its source box grows by the same fraction. */
+        double fx = (double)pw[c] * (c ? s : 1) / tw, fy = (double)ph[c] * (c ? s : 1) / th;
+        fr_image_in src = {in.px[c], in.width[c], in.height[c], 1, in.stride[c]};
+        uint8_t *dst = w->resized.data + offset[c];
+        size_t stride = plane_stride(pw[c]);
+        fr_filter f = c && o->filter == FR_FILTER_AUTO ? FR_FILTER_AUTO_CHROMA : o->filter;
+        if (fr_resize(&w->resizer, &src, sx * in.scale_x[c], sy * in.scale_y[c],
+                      sw * in.scale_x[c] * fx, sh * in.scale_y[c] * fy, dst, stride, pw[c], ph[c], f)) {
+            fail(res, FR_SKIP_NO_MEMORY, "cannot allocate the resize buffers");
+            return;
+        }
+        planes[c] = dst;
+        strides[c] = stride;
+        if (orientation != 1) {
+            uint8_t *rot = w->oriented.data + offset[c];
+            orient(orientation, dst, pw[c], ph[c], stride, 1, rot);   /* dense rows... */
+            int rw = transposes(orientation) ? ph[c] : pw[c], rh = transposes(orientation) ? pw[c] : ph[c];
+            /* ...spread to the padded stride, last row first so nothing is overwritten early */
+            size_t rs = plane_stride(rw);
+            for (int y = rh - 1; y >= 0; y--)
+                memmove(rot + (size_t)y * rs, rot + (size_t)y * rw, (size_t)rw);
+            planes[c] = rot;
+            strides[c] = rs;
+            pad_right(rot, rw, rh, rs);
+        } else {
+            pad_right(dst, pw[c], ph[c], stride);
+        }
+    }
+    int ow = transposes(orientation) ? th : tw, oh = transposes(orientation) ? tw : th;
+    res->out_width = ow;
+    res->out_height = oh;
+    if (begin_payload(w, h)) {
+        fail(res, FR_SKIP_NO_MEMORY, "cannot allocate the record");
+        return;
+    }
+    fr_encode_params ep = {o->quality, o->subsampling, o->fast_dct};
+    rc = fr_encode_planes(w->enc, planes, strides, ow, oh, &ep, &w->payload);
     if (rc != FR_OK) {
         fail(res, rc, fr_encoder_message(w->enc));
         return;
@@ -277,6 +363,11 @@ static void pack_jpeg(fr_worker *w, const fr_options *o, const uint8_t *data, si
             denom = d;
             break;
         }
+    res->scale_denom = denom;
+    if (info.ycc && o->color != 0 && !o->raw_output && (o->subsampling == 420 || o->subsampling == 444)) {
+        pack_planes(w, o, ori, denom, sx, sy, sw, sh, tw, th, h, out, res);
+        return;
+    }
     int channels = (o->color == 0 || (o->color == -1 && info.gray)) ? 1 : 4;
     fr_pixels px;
     rc = fr_decode_pixels(w->dec, denom, channels, &px);

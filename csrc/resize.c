@@ -42,8 +42,11 @@ static double filter_eval(fr_filter f, double x)
             return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
         return 0.0;
     }
+    case FR_FILTER_BOX:
+        return x < 0.5 ? 1.0 : 0.0;
     case FR_FILTER_LANCZOS:
     case FR_FILTER_AUTO:          /* resolved per axis before we get here */
+    case FR_FILTER_AUTO_CHROMA:
         return x < 3.0 ? sinc(x) * sinc(x / 3.0) : 0.0;
     }
     return 0.0;
@@ -51,12 +54,16 @@ static double filter_eval(fr_filter f, double x)
 
 static double filter_support(fr_filter f)
 {
-    return f == FR_FILTER_TRIANGLE ? 1.0 : f == FR_FILTER_BICUBIC ? 2.0 : 3.0;
+    return f == FR_FILTER_BOX ? 0.5 : f == FR_FILTER_TRIANGLE ? 1.0 : f == FR_FILTER_BICUBIC ? 2.0 : 3.0;
 }
 
 static fr_filter axis_filter(fr_filter f, double len, int out)
 {
-    return f != FR_FILTER_AUTO ? f : len > out ? FR_FILTER_LANCZOS : FR_FILTER_BICUBIC;
+    if (f == FR_FILTER_AUTO)
+        return len > out ? FR_FILTER_LANCZOS : FR_FILTER_BICUBIC;
+    if (f == FR_FILTER_AUTO_CHROMA)
+        return len > out ? FR_FILTER_BOX : FR_FILTER_TRIANGLE;
+    return f;
 }
 
 /* Coefficient slots per output sample: the widest window, rounded up to a multiple of 4 so
@@ -223,18 +230,6 @@ static void hpass4(const axis_plan *p, const uint8_t *src, uint8_t *dst, int dw)
     }
 }
 
-static void hpass1(const axis_plan *p, const uint8_t *src, uint8_t *dst, int dw)
-{
-    for (int i = 0; i < dw; i++) {
-        const uint8_t *s = src + p->first[i];
-        const int16_t *k = p->k + (size_t)i * p->taps;
-        int n = p->count[i], a = ROUND;
-        for (int j = 0; j < n; j++)
-            a += k[j] * s[j];
-        dst[i] = clip8(a);
-    }
-}
-
 #ifdef FR_HAVE_SSE2
 /* The AVX2 form of vrow's SIMD loop: 32 output bytes per step (unpack and pack both work within
  * 128-bit lanes, so the byte order comes out right). Returns how many bytes it did. */
@@ -309,8 +304,52 @@ static void vrow(const axis_plan *p, int i, const uint8_t *src, size_t stride, u
     }
 }
 
+/* dst[x][y] = src[y][x] for a w x h byte image (8x8 SSE2 blocks, plain C at the edges). */
+static void transpose8(const uint8_t *src, size_t ss, int w, int h, uint8_t *dst, size_t ds)
+{
+    int y = 0;
+#ifdef FR_HAVE_SSE2
+    for (; y + 8 <= h; y += 8) {
+        int x = 0;
+        for (; x + 8 <= w; x += 8) {
+            const uint8_t *s = src + (size_t)y * ss + x;
+#define ROW(i) _mm_loadl_epi64((const __m128i *)(s + (i) * ss))
+            __m128i a0 = _mm_unpacklo_epi8(ROW(0), ROW(1)), a1 = _mm_unpacklo_epi8(ROW(2), ROW(3));
+            __m128i a2 = _mm_unpacklo_epi8(ROW(4), ROW(5)), a3 = _mm_unpacklo_epi8(ROW(6), ROW(7));
+#undef ROW
+            __m128i b0 = _mm_unpacklo_epi16(a0, a1), b1 = _mm_unpackhi_epi16(a0, a1);
+            __m128i b2 = _mm_unpacklo_epi16(a2, a3), b3 = _mm_unpackhi_epi16(a2, a3);
+            __m128i c[4] = {_mm_unpacklo_epi32(b0, b2), _mm_unpackhi_epi32(b0, b2),
+                            _mm_unpacklo_epi32(b1, b3), _mm_unpackhi_epi32(b1, b3)};
+            uint8_t *d = dst + (size_t)x * ds + y;
+            for (int i = 0; i < 4; i++) {
+                _mm_storel_epi64((__m128i *)(d + (size_t)(2 * i) * ds), c[i]);
+                _mm_storel_epi64((__m128i *)(d + (size_t)(2 * i + 1) * ds), _mm_srli_si128(c[i], 8));
+            }
+        }
+        for (; x < w; x++)
+            for (int i = 0; i < 8; i++)
+                dst[(size_t)x * ds + y + i] = src[(size_t)(y + i) * ss + x];
+    }
+#endif
+    for (; y < h; y++)
+        for (int x = 0; x < w; x++)
+            dst[(size_t)x * ds + y] = src[(size_t)y * ss + x];
+}
+
+/* Rows of src that the vertical taps of `py` touch: [*lo, *hi). */
+static void rows_touched(const axis_plan *py, int dh, int *lo, int *hi)
+{
+    *lo = py->first[0];
+    *hi = py->first[0] + py->count[0];
+    for (int y = 1; y < dh; y++) {
+        *lo = py->first[y] < *lo ? py->first[y] : *lo;
+        *hi = py->first[y] + py->count[y] > *hi ? py->first[y] + py->count[y] : *hi;
+    }
+}
+
 int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, double bw, double bh,
-              uint8_t *dst, int dw, int dh, fr_filter filter)
+              uint8_t *dst, size_t dst_stride, int dw, int dh, fr_filter filter)
 {
     int ch = src->channels;
     axis_plan px, py;
@@ -321,40 +360,40 @@ int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, doubl
         return -1;
     plan_axis(r->coeffs.data, &px, src->width, x0, bw, dw, filter);
     plan_axis(r->coeffs.data + xbytes, &py, src->height, y0, bh, dh, filter);
+    int ylo, yhi;
+    rows_touched(&py, dh, &ylo, &yhi);
+    int rows = yhi - ylo;
+    r->temp.len = 0;
+    if (ch == 1) {
+        /* One byte per pixel has no cheap horizontal SIMD form, but the vertical kernel is fast:
+         * transpose the rows needed, filter the former columns as rows, transpose back. */
+        size_t n = (size_t)src->width * rows, m = (size_t)dw * rows;
+        if (fr_buf_reserve(&r->temp, n + 2 * m + FR_RESIZE_SLACK))
+            return -1;
+        uint8_t *cols = r->temp.data, *hcols = cols + n, *hrows = hcols + m;
+        transpose8(src->px + (size_t)ylo * src->stride, src->stride, src->width, rows, cols, (size_t)rows);
+        for (int x = 0; x < dw; x++)
+            vrow(&px, x, cols, (size_t)rows, hcols + (size_t)x * rows, rows);
+        transpose8(hcols, (size_t)rows, rows, dw, hrows, (size_t)dw);
+        for (int y = 0; y < dh; y++)
+            vrow(&py, y, hrows - (size_t)ylo * dw, (size_t)dw, dst + (size_t)y * dst_stride, dw);
+        return 0;
+    }
     /* The horizontal pass is the costly one: run it on whichever side has fewer rows. */
     int hfirst = src->height <= dh;
-    int tmp_w = hfirst ? dw : src->width;
-    int tmp_h = hfirst ? src->height : dh;
-    size_t tmp_stride = (size_t)tmp_w * ch;
-    r->temp.len = 0;
-    if (fr_buf_reserve(&r->temp, tmp_stride * tmp_h + FR_RESIZE_SLACK))
+    size_t tmp_stride = (size_t)(hfirst ? dw : src->width) * ch;
+    if (fr_buf_reserve(&r->temp, tmp_stride * (hfirst ? (size_t)rows : 1) + FR_RESIZE_SLACK))
         return -1;
     uint8_t *tmp = r->temp.data;
     if (hfirst) {
-        /* only the rows the vertical taps touch */
-        int ylo = py.first[0], yhi = py.first[dh - 1] + py.count[dh - 1];
-        for (int y = 0; y < dh; y++) {
-            ylo = py.first[y] < ylo ? py.first[y] : ylo;
-            yhi = py.first[y] + py.count[y] > yhi ? py.first[y] + py.count[y] : yhi;
-        }
-        for (int y = ylo; y < yhi; y++) {
-            const uint8_t *s = src->px + (size_t)y * src->stride;
-            uint8_t *t = tmp + (size_t)y * tmp_stride;
-            if (ch == 4)
-                hpass4(&px, s, t, dw);
-            else
-                hpass1(&px, s, t, dw);
-        }
+        for (int y = ylo; y < yhi; y++)
+            hpass4(&px, src->px + (size_t)y * src->stride, tmp + (size_t)(y - ylo) * tmp_stride, dw);
         for (int y = 0; y < dh; y++)
-            vrow(&py, y, tmp, tmp_stride, dst + (size_t)y * dw * ch, dw * ch);
+            vrow(&py, y, tmp - (size_t)ylo * tmp_stride, tmp_stride, dst + (size_t)y * dst_stride, dw * ch);
     } else {
-        for (int y = 0; y < dh; y++) {
-            uint8_t *t = tmp + (size_t)y * tmp_stride;
-            vrow(&py, y, src->px, src->stride, t, src->width * ch);
-            if (ch == 4)
-                hpass4(&px, t, dst + (size_t)y * dw * ch, dw);
-            else
-                hpass1(&px, t, dst + (size_t)y * dw * ch, dw);
+        for (int y = 0; y < dh; y++) {   /* one row of vertical output at a time, then across */
+            vrow(&py, y, src->px, src->stride, tmp, src->width * ch);
+            hpass4(&px, tmp, dst + (size_t)y * dst_stride, dw);
         }
     }
     return 0;

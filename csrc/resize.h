@@ -14,8 +14,13 @@
 #include "buffer.h"
 
 /* AUTO: Lanczos-3 on an axis that shrinks (where aliasing is the risk), Catmull-Rom bicubic on
- * one that grows (4 taps instead of 6: Lanczos' extra lobes add little when enlarging). */
-typedef enum { FR_FILTER_TRIANGLE = 0, FR_FILTER_BICUBIC = 1, FR_FILTER_LANCZOS = 2, FR_FILTER_AUTO = 3 } fr_filter;
+ * one that grows (4 taps instead of 6: Lanczos' extra lobes add little when enlarging).
+ * AUTO_CHROMA, for chroma planes: the area average when shrinking (as the encoder's own chroma
+ * downsampling; no ringing into colour fringes at hard edges), triangle when enlarging. */
+typedef enum {
+    FR_FILTER_TRIANGLE = 0, FR_FILTER_BICUBIC = 1, FR_FILTER_LANCZOS = 2, FR_FILTER_AUTO = 3,
+    FR_FILTER_BOX = 4, FR_FILTER_AUTO_CHROMA = 5
+} fr_filter;
 
 typedef struct {
     fr_buf coeffs;   /* per-axis tap tables */
@@ -28,12 +33,12 @@ typedef struct {
     size_t stride;
 } fr_image_in;
 
-/* Resample box (x0, y0, bw, bh) of `src` to dw x dh pixels written to dst (stride dw*channels).
+/* Resample box (x0, y0, bw, bh) of `src` to dw x dh pixels written to dst (rows dst_stride apart).
  * Source rows may be read up to FR_RESIZE_SLACK bytes past the last pixel (values unused), so
  * the source buffer needs that much slack after its last row. Returns 0, or -1 out of memory. */
 #define FR_RESIZE_SLACK 16
 int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, double bw, double bh,
-              uint8_t *dst, int dw, int dh, fr_filter filter);
+              uint8_t *dst, size_t dst_stride, int dw, int dh, fr_filter filter);
 
 void fr_resizer_free(fr_resizer *r);
 

@@ -10,6 +10,7 @@ closer to that reference than im2rec's INTER_LINEAR. Pass-through output is byte
 """
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ from helpers_pack import (
 from fastrec._native.core import Worker, output_size
 from fastrec.lists import read_list
 from fastrec.pack import PackOptions, pack_prefix
+from fastrec.recordio import _read_record, unpack
 from fastrec.samples import make_image, make_tree
 
 # name -> pack flags; each is run by both tools on the tree's .lst (same flags, same threads)
@@ -378,3 +380,26 @@ def test_fastrec_im2rec_takes_im2rec_argv(packed, tree):
     assert lst.read_bytes() == tree.lst.read_bytes() == (tree.base / "im_list" / "train.lst").read_bytes()
     assert fastrec_main(["im2rec", out / "train", tree.root, *VARIANTS["r480"], *THREADS]) == 0
     assert output_files(out) == output_files(packed["r480"][0].parent)
+
+
+def test_plane_path_matches_the_rgb_path(tmp_path):
+    """Colour JPEGs are resampled as Y/Cb/Cr planes (4:2:0 and 4:4:4 output); 4:2:2 output goes
+    through RGB. Resampling commutes with the YCbCr transform, so the luma of both must agree
+    (before a visible difference could come from anything but rounding)."""
+    from fastrec._native.core import Worker
+    from fastrec.samples import make_tree
+
+    files = make_tree(tmp_path, classes=1, per_class=(6, 6), sizes="mixed", seed=21)
+    datas = [f.read_bytes() for f in files]
+    ids, labels = list(range(len(datas))), [0.0] * len(datas)
+    for resize in (0, 96, 480):
+        planes, _ = Worker(resize=resize, quality=100, subsampling=444).pack_bytes(ids, labels, datas)
+        rgb, _ = Worker(resize=resize, quality=100, subsampling=422).pack_bytes(ids, labels, datas)
+        fa, fb = io.BytesIO(planes), io.BytesIO(rgb)
+        for _ in datas:
+            a = cv2.imdecode(np.frombuffer(unpack(_read_record(fa))[1], np.uint8), 1)
+            b = cv2.imdecode(np.frombuffer(unpack(_read_record(fb))[1], np.uint8), 1)
+            ya = cv2.cvtColor(a, cv2.COLOR_BGR2YCrCb)[..., 0]
+            yb = cv2.cvtColor(b, cv2.COLOR_BGR2YCrCb)[..., 0]
+            assert a.shape == b.shape
+            assert cv2.PSNR(ya, yb) >= 45, (resize, cv2.PSNR(ya, yb))
