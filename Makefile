@@ -66,9 +66,15 @@ fuzz: fuzz-build
 	build/fuzz/fuzz_pack build/fuzz/corpus build/fuzz/seeds tests/fuzz_regressions \
 	  -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS)
 
+# Side-by-side benchmarks (see bench/README.md); PyTurboJPEG 1.x needs the system libturbojpeg.
 bench: install
+	@[ -e /usr/lib/$$(gcc -print-multiarch)/libturbojpeg.so.0 ] || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libturbojpeg0; }
 	$(PIP) install -q --no-build-isolation -e ".[test,bench]"
 	$(PY) bench/pack_vs_im2rec.py
+	$(PY) bench/tar_vs_extract.py
+	$(PY) -m pytest -q bench/test_peers.py --benchmark-json bench/results/peers.json
+	$(PY) bench/ratios.py bench/results/peers.json
 
 clean:
 	rm -rf build $(DEMO) fastrec/_native/*.so fastrec/_native/*.c fastrec/_native/.built
