@@ -84,25 +84,39 @@ void fr_encoder_free(fr_encoder *e)
 
 const char *fr_encoder_message(const fr_encoder *e) { return e->message; }
 
+/* The settings both entry points share: size, input layout, quality and DCT on libjpeg's
+ * defaults (YCbCr 4:2:0, JFIF header, standard Huffman tables: what OpenCV writes). */
+static void configure(fr_encoder *e, int width, int height, int components, J_COLOR_SPACE space,
+                      const fr_encode_params *p)
+{
+    struct jpeg_compress_struct *ci = &e->cinfo;
+    e->message[0] = 0;
+    ci->image_width = (JDIMENSION)width;
+    ci->image_height = (JDIMENSION)height;
+    ci->input_components = components;
+    ci->in_color_space = space;
+    jpeg_set_defaults(ci);
+    jpeg_set_quality(ci, p->quality, TRUE);
+    ci->dct_method = p->fast_dct ? JDCT_IFAST : JDCT_ISLOW;
+}
+
+/* Where a libjpeg error lands (setjmp must live in the function that calls libjpeg). */
+static int failed(fr_encoder *e)
+{
+    jpeg_abort_compress(&e->cinfo);
+    e->out->len = e->start;
+    return e->jerr.msg_code == JERR_OUT_OF_MEMORY ? FR_SKIP_NO_MEMORY : FR_SKIP_CORRUPT;
+}
+
 int fr_encode_jpeg(fr_encoder *e, const uint8_t *px, int width, int height, int channels,
                    size_t stride, const fr_encode_params *p, fr_buf *out)
 {
     struct jpeg_compress_struct *ci = &e->cinfo;
     e->out = out;
     e->start = out->len;
-    e->message[0] = 0;
-    if (setjmp(e->escape)) {
-        jpeg_abort_compress(ci);
-        out->len = e->start;
-        return e->jerr.msg_code == JERR_OUT_OF_MEMORY ? FR_SKIP_NO_MEMORY : FR_SKIP_CORRUPT;
-    }
-    ci->image_width = (JDIMENSION)width;
-    ci->image_height = (JDIMENSION)height;
-    ci->input_components = channels;
-    ci->in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_EXT_RGBX;
-    jpeg_set_defaults(ci);  /* YCbCr 4:2:0, JFIF header, standard Huffman tables: what OpenCV writes */
-    jpeg_set_quality(ci, p->quality, TRUE);
-    ci->dct_method = p->fast_dct ? JDCT_IFAST : JDCT_ISLOW;
+    if (setjmp(e->escape))
+        return failed(e);
+    configure(e, width, height, channels, channels == 1 ? JCS_GRAYSCALE : JCS_EXT_RGBX, p);
     if (channels != 1) {
         ci->comp_info[0].h_samp_factor = p->subsampling == 444 ? 1 : 2;
         ci->comp_info[0].v_samp_factor = p->subsampling == 420 ? 2 : 1;
@@ -125,19 +139,9 @@ int fr_encode_planes(fr_encoder *e, const uint8_t *const px[3], const size_t str
     struct jpeg_compress_struct *ci = &e->cinfo;
     e->out = out;
     e->start = out->len;
-    e->message[0] = 0;
-    if (setjmp(e->escape)) {
-        jpeg_abort_compress(ci);
-        out->len = e->start;
-        return e->jerr.msg_code == JERR_OUT_OF_MEMORY ? FR_SKIP_NO_MEMORY : FR_SKIP_CORRUPT;
-    }
-    ci->image_width = (JDIMENSION)width;
-    ci->image_height = (JDIMENSION)height;
-    ci->input_components = 3;
-    ci->in_color_space = JCS_YCbCr;
-    jpeg_set_defaults(ci);
-    jpeg_set_quality(ci, p->quality, TRUE);
-    ci->dct_method = p->fast_dct ? JDCT_IFAST : JDCT_ISLOW;
+    if (setjmp(e->escape))
+        return failed(e);
+    configure(e, width, height, 3, JCS_YCbCr, p);
     int s = p->subsampling == 420 ? 2 : 1;
     ci->comp_info[0].h_samp_factor = ci->comp_info[0].v_samp_factor = s;
     ci->raw_data_in = TRUE;
