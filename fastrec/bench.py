@@ -596,8 +596,8 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"PSNR/SSIM on {m} of {len(result.sampled)} images"
         f"{' (subsample; --metric-sample to change)' if m < len(result.sampled) else ''}, against a full-resolution "
         f"decode + Pillow {o.reference} resize to the output size; KiB/img counts .rec bytes (framing included)",
-        "★ pareto: no other setting is both smaller and more faithful (PSNR); seed default: q90 4:2:0 accurate "
-        "lanczos with upscaling; im2rec q95: im2rec.py's --quality default",
+        f"★ pareto: no other setting is both smaller and more faithful (PSNR); seed default: {SEED_DEFAULT.label} "
+        "with upscaling; im2rec q95: im2rec.py's --quality default",
     ]
     if any(not r.upscale for r in rows) and o.resize:
         lines.append(f"upscale no: images with a shorter edge below {o.resize} keep their size, and their "
