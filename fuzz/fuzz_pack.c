@@ -1,6 +1,7 @@
 /* libFuzzer harness over the whole native path: bytes -> decode at scale -> resize -> orient ->
  * encode -> IRHeader -> RecordIO framing. Built with AddressSanitizer and UndefinedBehaviorSanitizer
- * by `make fuzz`. The first 4 input bytes pick the options, the rest is the "file". */
+ * by `make fuzz`. The first 4 input bytes pick the options, the rest is the "file" (or, when the
+ * 4th byte is >= 240, the raw pixels handed to the fallback entry fr_pack_pixels). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fr_record_head h = {42, (uint32_t)(data[2] >> 7) * 3, 7.0f, labels};
     fr_buf out = {0};
     fr_result res;
-    fr_pack_bytes(worker, &o, data + 4, size - 4, &h, &out, &res);
+    if (data[3] >= 240 && size >= 8) {
+        /* The fallback entry: the rest is raw pixels of a small image (Pillow's output). */
+        int chans[3] = {1, 3, 4};
+        int ch = chans[data[3] % 3], width = 1 + data[4] % 64;
+        int height = (int)((size - 5) / ((size_t)width * ch));
+        if (height < 1)
+            return 0;
+        fr_pack_pixels(worker, &o, data + 5, width, height, ch, (size_t)width * ch, &h, &out, &res);
+    } else {
+        fr_pack_bytes(worker, &o, data + 4, size - 4, &h, &out, &res);
+    }
     if (res.status == FR_OK && !o.raw_output)
         check_framing(&out);
     if (res.status != FR_OK && out.len != 0)
