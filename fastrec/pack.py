@@ -146,8 +146,9 @@ class Job:
     source: object = None   # a tarsource.TarIndex to read images from instead of files under root
 
     @classmethod
-    def for_list(cls, lst: str, root: str, out_dir: str | None = None) -> "Job":
-        base = os.path.join(out_dir or os.path.dirname(lst), os.path.splitext(os.path.basename(lst))[0])
+    def for_list(cls, lst: str, root: str) -> "Job":
+        """The outputs go beside the list, named after it (as im2rec names them)."""
+        base = os.path.splitext(lst)[0]
         return cls(list(read_list(lst)), root, base + ".rec", base + ".idx", base + ".skipped.tsv")
 
 
