@@ -23,7 +23,6 @@ region), mild sensor-like grain is added until it reaches a drawn target bit rat
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import io
 import subprocess
 import sys

@@ -168,7 +168,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 def cmd_prepare(a: argparse.Namespace) -> int:
     import dataclasses
     from fastrec.prepare import PrepareConfig, PrepareError, prepare, report_lines
-    from fastrec.pack import PackError, PackOptions
+    from fastrec.pack import PackError
     fields = ("work", "root", "val_root", "archives", "small_root", "min_images", "val_per_class", "seed",
               "chunks", "val_chunks", "extract_jobs", "raid_devices", "raid_mount", "raid_execute", "from_tar")
     given = {k: getattr(a, k) for k in fields if getattr(a, k) is not None}

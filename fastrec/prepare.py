@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from fastrec.fsutil import atomic_write
-from fastrec.pack import Job, PackOptions, Summary, pack_jobs
+from fastrec.pack import Job, PackOptions, pack_jobs
 from fastrec.lists import ListOptions, find_lists, make_lists
 
 STATE_NAME = "prepare.state.json"

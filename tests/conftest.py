@@ -7,7 +7,9 @@ HYPOTHESIS_PROFILE=explore to let it search new ones.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,3 +41,40 @@ def im2rec_script() -> Path:
     if not IM2REC.is_file():
         pytest.skip(f"mxnet's tools/im2rec.py is not installed at {IM2REC}")
     return IM2REC
+
+
+# A child that runs the unmodified im2rec.py as __main__ (runpy) once per argument vector, each
+# in its own working directory, so MXNet is imported once per batch instead of once per run;
+# it reports each run's exit status and stdout bytes (hex) as JSON on the real stdout.
+_IM2REC_BATCH = r"""
+import io, json, os, runpy, sys, traceback
+script, runs, real_stdout = sys.argv[1], json.load(sys.stdin), sys.stdout
+results = []
+for run in runs:
+    if run["cwd"]:
+        os.chdir(run["cwd"])
+    buf = io.BytesIO()
+    sys.stdout = io.TextIOWrapper(buf, encoding="utf-8", newline="\n", write_through=True)
+    sys.argv = [script] + run["argv"]
+    status = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        status = 1
+        traceback.print_exc()
+    sys.stdout.flush()
+    results.append({"status": status, "stdout": buf.getvalue().hex()})
+    sys.stdout = real_stdout
+json.dump(results, real_stdout)
+"""
+
+
+def run_im2rec(runs: list[tuple[Path | None, list[str]]], timeout: float = 600) -> list[tuple[int, bytes]]:
+    """Run `im2rec.py ARGV` for each (cwd or None, argv) in one child: [(exit status, stdout)]."""
+    payload = [{"cwd": str(cwd) if cwd else None, "argv": [str(a) for a in argv]} for cwd, argv in runs]
+    r = subprocess.run([PYTHON, "-c", _IM2REC_BATCH, str(IM2REC)], input=json.dumps(payload),
+                       capture_output=True, text=True, env=subprocess_env(), timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return [(res["status"], bytes.fromhex(res["stdout"])) for res in json.loads(r.stdout)]

@@ -7,7 +7,6 @@ once per batch instead of once per run (its pack mode forks its workers from tha
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,34 +17,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from conftest import IM2REC, PYTHON, REPO, subprocess_env
+from conftest import PYTHON, REPO, run_im2rec, subprocess_env
 from fastrec import cli
 from fastrec.recordio import RecordReader, read_index
-
-# Runs im2rec.py once per argv (JSON list on stdin), each in its own working directory
-# ("cwd" key), and reports each run's exit status as JSON on the real stdout.
-IM2REC_BATCH = r"""
-import io, json, os, runpy, sys, traceback
-script, runs, real_stdout = sys.argv[1], json.load(sys.stdin), sys.stdout
-results = []
-for run in runs:
-    os.chdir(run["cwd"])
-    buf = io.BytesIO()
-    sys.stdout = io.TextIOWrapper(buf, encoding="utf-8", newline="\n", write_through=True)
-    sys.argv = [script] + run["argv"]
-    status = 0
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        status = 1
-        traceback.print_exc()
-    sys.stdout.flush()
-    results.append({"status": status, "stdout": buf.getvalue().decode("utf-8", "replace")})
-    sys.stdout = real_stdout
-json.dump(results, real_stdout)
-"""
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
@@ -54,11 +28,7 @@ JPEG_SOI = b"\xff\xd8\xff"
 # ------------------------------------------------------------------ running the tools
 def run_im2rec_batch(runs: list[tuple[Path, list[str]]]) -> list[dict]:
     """Run `im2rec.py ARGV` for each (cwd, argv) in one child; returns [{status, stdout}]."""
-    payload = [{"cwd": str(cwd), "argv": [str(a) for a in argv]} for cwd, argv in runs]
-    r = subprocess.run([PYTHON, "-c", IM2REC_BATCH, str(IM2REC)], input=json.dumps(payload),
-                       capture_output=True, text=True, env=subprocess_env(), timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout)
+    return [{"status": status, "stdout": out.decode("utf-8", "replace")} for status, out in run_im2rec(runs)]
 
 
 def fastrec_main(argv: list[str | os.PathLike]) -> int:

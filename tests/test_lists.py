@@ -18,34 +18,9 @@ from pathlib import Path
 import pytest
 from hypothesis import Phase, given, settings, strategies as st
 
-from conftest import IM2REC, PYTHON, REPO, subprocess_env
+from conftest import IM2REC, PYTHON, REPO, run_im2rec, subprocess_env
 from fastrec import cli
 from fastrec.lists import DEFAULT_EXTS, ListItem, ListOptions, list_images, make_lists, read_list
-
-# A child that runs im2rec.py once per argv (read as JSON from stdin) and reports each run's
-# exit status and stdout bytes (hex) as JSON. Output files land wherever each argv says.
-IM2REC_BATCH = r"""
-import io, json, runpy, sys, traceback
-script, runs, real_stdout = sys.argv[1], json.load(sys.stdin), sys.stdout
-results = []
-for argv in runs:
-    buf = io.BytesIO()
-    sys.stdout = io.TextIOWrapper(buf, encoding="utf-8", newline="\n", write_through=True)
-    sys.argv = [script] + argv
-    status = 0
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        status = 1
-        traceback.print_exc()
-    sys.stdout.flush()
-    results.append({"status": status, "stdout": buf.getvalue().hex()})
-    sys.stdout = real_stdout
-json.dump(results, real_stdout)
-"""
-
 
 # ------------------------------------------------------------------ running the tools
 class Run:
@@ -62,16 +37,11 @@ class Run:
 def run_im2rec_batch(jobs: list[tuple[Path, Path, list[str]]]) -> list[Run]:
     """Run `im2rec.py PREFIX ROOT --list FLAGS` for each (out_dir, root, flags); prefix is
     out_dir/data. Flags go last, since im2rec's nargs='+' --exts would swallow positionals."""
-    argvs = []
+    runs = []
     for out_dir, root, flags in jobs:
         out_dir.mkdir(parents=True, exist_ok=True)
-        argvs.append([str(out_dir / "data"), str(root), "--list", *flags])
-    r = subprocess.run([PYTHON, "-c", IM2REC_BATCH, str(IM2REC)], input=json.dumps(argvs),
-                       capture_output=True, text=True, env=subprocess_env(), timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    results = json.loads(r.stdout)
-    return [Run(res["status"], bytes.fromhex(res["stdout"]), out_dir)
-            for res, (out_dir, _, _) in zip(results, jobs)]
+        runs.append((None, [str(out_dir / "data"), str(root), "--list", *flags]))
+    return [Run(status, out, out_dir) for (status, out), (out_dir, _, _) in zip(run_im2rec(runs, 300), jobs)]
 
 
 def run_fastrec(out_dir: Path, root: Path | str, flags: list[str], prefix: Path | None = None,

@@ -5,7 +5,6 @@ leave (synthesised from a finished pack), and a disk that fills up.
 """
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
@@ -19,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fastrec.lists import ListOptions, make_lists
 from fastrec.pack import Job, PackError, PackOptions, pack_jobs, resume_point
-from fastrec.recordio import read_index, record_end_in_file
+from fastrec.recordio import record_end_in_file
 from fastrec.samples import make_odd_files, make_tree
 
 PACK_FLAGS = ["--resize", "64", "--quality", "80", "--batch-size", "2", "--progress", "off"]

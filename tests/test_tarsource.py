@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,7 +16,7 @@ from fastrec.pack import PackError, PackOptions, pack_prefix
 from fastrec.split import split_classes
 from fastrec.tarsource import TarError, build_index, make_lists_from_tar, walk_entries
 
-from test_prepare import COUNTS, make_archive
+from test_prepare import make_archive
 
 MIN, VAL, SEED = 5, 2, 3
 
