@@ -73,10 +73,11 @@ def _assert_idx_within_rec(base: Path) -> None:
 def test_kill_minus_nine_then_resume_is_byte_identical(tree, reference):
     """20 SIGKILLs at seeded random moments; each run resumed with --resume gives the same bytes."""
     rng = random.Random(20261124)
-    start = time.perf_counter()
-    proc = _pack_cli(tree)
-    proc.wait()
-    full = time.perf_counter() - start
+    full = float("inf")
+    for _ in range(2):   # the faster of two runs: a cold first run would push kills past the end
+        start = time.perf_counter()
+        _pack_cli(tree).wait()
+        full = min(full, time.perf_counter() - start)
     interrupted = 0
     for trial in range(20):
         for ext in OUTPUTS:
