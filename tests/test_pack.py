@@ -403,3 +403,26 @@ def test_plane_path_matches_the_rgb_path(tmp_path):
             yb = cv2.cvtColor(b, cv2.COLOR_BGR2YCrCb)[..., 0]
             assert a.shape == b.shape
             assert cv2.PSNR(ya, yb) >= 45, (resize, cv2.PSNR(ya, yb))
+
+
+@pytest.mark.parametrize("source_subsampling", [0, 1, 2], ids=["444", "422", "420"])
+def test_plane_path_chroma_near_reference(source_subsampling):
+    """Y, Cr and Cb of the plane path each stay near a full-resolution Lanczos reference, for
+    every source subsampling, odd sizes and every DCT scale (a chroma plane placed or scaled
+    wrongly drops far below these bounds)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for w, h in ((333, 251), (1001, 757), (2000, 1501)):
+        buf = io.BytesIO()
+        make_image(rng, w, h).save(buf, "JPEG", quality=95, subsampling=source_subsampling)
+        data = buf.getvalue()
+        full = Image.open(io.BytesIO(data)).convert("RGB")
+        for resize in (48, 200, 480):
+            blob, [res] = Worker(resize=resize, quality=100, subsampling=444).pack_bytes([0], [0.0], [data])
+            out = cv2.imdecode(np.frombuffer(unpack(_read_record(io.BytesIO(blob)))[1], np.uint8), 1)
+            ref = np.asarray(full.resize((out.shape[1], out.shape[0]), Image.LANCZOS))[..., ::-1].copy()
+            ours, theirs = cv2.cvtColor(out, cv2.COLOR_BGR2YCrCb), cv2.cvtColor(ref, cv2.COLOR_BGR2YCrCb)
+            for c, name in enumerate("Y Cr Cb".split()):
+                psnr = cv2.PSNR(ours[..., c].copy(), theirs[..., c].copy())
+                assert psnr >= 40, (w, h, resize, res[7], name, psnr)
