@@ -193,7 +193,9 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastrec", description=__doc__.splitlines()[0] if __doc__ else None)
+    import fastrec
+    parser = argparse.ArgumentParser(prog="fastrec", description=fastrec.__doc__.strip() + " "
+                                     "`fastrec COMMAND --help` for each command.")
     parser.add_argument("--version", action="version", version=f"fastrec {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
