@@ -169,3 +169,34 @@ def test_from_tar_gives_the_same_files_without_extracting(reference, archive, tm
     assert ours.keys() == theirs.keys()
     for name in theirs:
         assert ours[name] == theirs[name], name
+
+
+def test_toml_config(reference, archive, tmp_path):
+    """The same chain from a small TOML file (flags given beside it would override it)."""
+    ref_base, _ = reference
+    config = tmp_path / "prepare.toml"
+    config.write_text(f"""
+work = "{tmp_path / 'work'}"
+root = "{tmp_path / 'train'}"
+val_root = "{tmp_path / 'val'}"
+small_root = "{tmp_path / 'small'}"
+archives = ["{archive}"]
+min_images = {MIN_IMAGES}
+val_per_class = {VAL}
+seed = 1
+chunks = 2
+extract_jobs = 2
+
+[pack]
+resize = 48
+quality = 85
+""")
+    r = subprocess.run([sys.executable, "-m", "fastrec", "prepare", "--config", str(config), "--progress", "off"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "pack" in r.stdout and "train_0.rec" in r.stdout
+    assert _recs(tmp_path) == _recs(ref_base)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('work = "x"\nroot = "y"\nval_root = "z"\nmin_imgs = 3\n')
+    r = subprocess.run([sys.executable, "-m", "fastrec", "prepare", "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown setting(s) min_imgs" in r.stderr
