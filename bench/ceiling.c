@@ -82,6 +82,26 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The one JSON line both modes print. Stage times are wall ms per image, -1 when not measured. */
+static void report(size_t n, int passes, size_t in_bytes, size_t out_bytes, const int scale_hist[9],
+                   const double stage_ms[3], double cpu_total, const double *rates)
+{
+    double *sorted = malloc((size_t)passes * sizeof *sorted);
+    memcpy(sorted, rates, (size_t)passes * sizeof *sorted);
+    qsort(sorted, (size_t)passes, sizeof *sorted, cmp_double);
+    double median = passes % 2 ? sorted[passes / 2] : 0.5 * (sorted[passes / 2 - 1] + sorted[passes / 2]);
+    free(sorted);
+    printf("{\"images\": %zu, \"passes\": %d, \"in_bytes\": %zu, \"out_bytes\": %zu, "
+           "\"scale_1\": %d, \"scale_2\": %d, \"scale_4\": %d, \"scale_8\": %d, "
+           "\"ms_per_image_decode\": %.4f, \"ms_per_image_resize\": %.4f, \"ms_per_image_encode\": %.4f, "
+           "\"cpu_s_per_image\": %.6f, \"images_per_s\": [",
+           n, passes, in_bytes, out_bytes, scale_hist[1], scale_hist[2], scale_hist[4], scale_hist[8],
+           stage_ms[0], stage_ms[1], stage_ms[2], cpu_total / ((double)n * passes));
+    for (int p = 0; p < passes; p++)
+        printf("%s%.3f", p ? ", " : "", rates[p]);
+    printf("], \"median_images_per_s\": %.3f}\n", median);
+}
+
 static blob read_all(const char *path)
 {
     blob b = {0, 0};
@@ -198,17 +218,8 @@ int main(int argc, char **argv)
             rates[p] = n / (t1 - t0);
             cpu_total += c1 - c0;
         }
-        qsort(rates, (size_t)passes, sizeof *rates, cmp_double);
-        double median = passes % 2 ? rates[passes / 2] : 0.5 * (rates[passes / 2 - 1] + rates[passes / 2]);
-        printf("{\"images\": %zu, \"passes\": %d, \"in_bytes\": %zu, \"out_bytes\": %zu, "
-               "\"scale_1\": %d, \"scale_2\": %d, \"scale_4\": %d, \"scale_8\": %d, "
-               "\"ms_per_image_decode\": -1, \"ms_per_image_resize\": -1, \"ms_per_image_encode\": -1, "
-               "\"cpu_s_per_image\": %.6f, \"images_per_s\": [",
-               n, passes, in_bytes, out_bytes, scale_hist[1], scale_hist[2], scale_hist[4], scale_hist[8],
-               cpu_total / ((double)n * passes));
-        for (int p = 0; p < passes; p++)
-            printf("%s%.3f", p ? ", " : "", rates[p]);
-        printf("], \"median_images_per_s\": %.3f}\n", median);
+        const double no_stages[3] = {-1, -1, -1};
+        report(n, passes, in_bytes, out_bytes, scale_hist, no_stages, cpu_total, rates);
         fr_buf_free(&out);
         fr_worker_free(wk);
         return 0;
@@ -332,20 +343,9 @@ int main(int argc, char **argv)
         cpu_total += c1 - c0;
     }
 
-    double *sorted = malloc((size_t)passes * sizeof *sorted);
-    memcpy(sorted, rates, (size_t)passes * sizeof *sorted);
-    qsort(sorted, (size_t)passes, sizeof *sorted, cmp_double);
-    double median = passes % 2 ? sorted[passes / 2] : 0.5 * (sorted[passes / 2 - 1] + sorted[passes / 2]);
-    printf("{\"images\": %zu, \"passes\": %d, \"in_bytes\": %zu, \"out_bytes\": %zu, "
-           "\"scale_1\": %d, \"scale_2\": %d, \"scale_4\": %d, \"scale_8\": %d, "
-           "\"ms_per_image_decode\": %.4f, \"ms_per_image_resize\": %.4f, \"ms_per_image_encode\": %.4f, "
-           "\"cpu_s_per_image\": %.6f, \"images_per_s\": [",
-           n, passes, in_bytes, out_bytes, scale_hist[1], scale_hist[2], scale_hist[4], scale_hist[8],
-           1e3 * t_dec / ((double)n * passes), 1e3 * t_rs / ((double)n * passes), 1e3 * t_enc / ((double)n * passes),
-           cpu_total / ((double)n * passes));
-    for (int p = 0; p < passes; p++)
-        printf("%s%.3f", p ? ", " : "", rates[p]);
-    printf("], \"median_images_per_s\": %.3f}\n", median);
+    double per = 1e3 / ((double)n * passes);
+    const double stages[3] = {t_dec * per, t_rs * per, t_enc * per};
+    report(n, passes, in_bytes, out_bytes, scale_hist, stages, cpu_total, rates);
 
     jpeg_destroy_decompress(&d);
     jpeg_destroy_compress(&e);
@@ -356,7 +356,6 @@ int main(int argc, char **argv)
         free(files[i].data);
     free(files);
     free(rates);
-    free(sorted);
     free(g_out);
     return 0;
 }
