@@ -132,6 +132,26 @@ def _plan(root: str, val_root: str, per_class: int, seed: int, exts: Sequence[st
     return len(classes), moves
 
 
+def _move_all(pairs: list[tuple[str, str]], manifest: str, label: str, progress: str) -> tuple[int, int]:
+    """Move each (src, dst) in order; returns (moved by this run, done by an earlier run)."""
+    moved = already = 0
+    crash = fsutil.CrashAfter()
+    with fsutil.make_progress(progress) as bar:
+        task = bar.add_task(label, total=len(pairs))
+        for src, dst in pairs:
+            try:
+                did = fsutil.move(src, dst)
+            except fsutil.MoveError as err:
+                raise SplitError(f"{err} (manifest {manifest})") from err
+            if did:
+                moved += 1
+                crash.tick()
+            else:
+                already += 1
+            bar.advance(task)
+    return moved, already
+
+
 def split_classes(root: str, val_root: str, per_class: int, seed: int = 0, *,
                   exts: Sequence[str] = DEFAULT_EXTS, manifest: str | None = None,
                   dry_run: bool = False, progress: str = "off") -> SplitSummary:
@@ -176,20 +196,7 @@ def split_classes(root: str, val_root: str, per_class: int, seed: int = 0, *,
     summary.moves = moves
     if dry_run:
         return summary
-    crash = fsutil.CrashAfter()
-    with fsutil.make_progress(progress) as bar:
-        task = bar.add_task("split: moving images", total=len(moves))
-        for src, dst in moves:
-            try:
-                did = fsutil.move(src, dst)
-            except fsutil.MoveError as err:
-                raise SplitError(f"{err} (manifest {manifest})") from err
-            if did:
-                summary.moved += 1
-                crash.tick()
-            else:
-                summary.already += 1
-            bar.advance(task)
+    summary.moved, summary.already = _move_all(moves, manifest, "split: moving images", progress)
     return summary
 
 
@@ -207,20 +214,8 @@ def undo_split(manifest: str, *, progress: str = "off") -> UndoSummary:
         raise SplitError(f"split manifest {manifest!r} does not exist{hint}")
     header, moves = read_manifest(manifest)
     summary = UndoSummary(manifest=manifest)
-    crash = fsutil.CrashAfter()
-    with fsutil.make_progress(progress) as bar:
-        task = bar.add_task("split --undo: moving back", total=len(moves))
-        for src, dst in reversed(moves):
-            try:
-                did = fsutil.move(dst, src)
-            except fsutil.MoveError as err:
-                raise SplitError(f"{err} (manifest {manifest})") from err
-            if did:
-                summary.restored += 1
-                crash.tick()
-            else:
-                summary.already += 1
-            bar.advance(task)
+    back = [(dst, src) for src, dst in reversed(moves)]
+    summary.restored, summary.already = _move_all(back, manifest, "split --undo: moving back", progress)
     for folder in sorted({os.path.dirname(d) for _, d in moves}):
         try:
             os.rmdir(folder)   # only succeeds on an empty folder; nothing is deleted
