@@ -179,6 +179,14 @@ static void cmyk_row_to_gray(uint8_t *row, int width)
     }
 }
 
+/* Both decodes: 1/denom through the IDCT, with the accurate (ISO-conformant) integer IDCT. */
+static void set_scale(struct jpeg_decompress_struct *ci, int denom)
+{
+    ci->scale_num = 1;
+    ci->scale_denom = (unsigned)denom;
+    ci->dct_method = JDCT_ISLOW;
+}
+
 int fr_decode_pixels(fr_decoder *d, int denom, int channels, fr_pixels *out)
 {
     struct jpeg_decompress_struct *ci = &d->cinfo;
@@ -187,9 +195,7 @@ int fr_decode_pixels(fr_decoder *d, int denom, int channels, fr_pixels *out)
         jpeg_abort_decompress(ci);
         return d->status;
     }
-    ci->scale_num = 1;
-    ci->scale_denom = (unsigned)denom;
-    ci->dct_method = JDCT_ISLOW;
+    set_scale(ci, denom);
     ci->out_color_space = cmyk ? JCS_CMYK : (channels == 1 ? JCS_GRAYSCALE : JCS_EXT_RGBX);
     jpeg_calc_output_dimensions(ci);
     int pix_bytes = cmyk ? 4 : channels;
@@ -233,9 +239,7 @@ int fr_decode_planes(fr_decoder *d, int denom, fr_planes *out)
         jpeg_abort_decompress(ci);
         return d->status;
     }
-    ci->scale_num = 1;
-    ci->scale_denom = (unsigned)denom;
-    ci->dct_method = JDCT_ISLOW;
+    set_scale(ci, denom);
     ci->raw_data_out = TRUE;
     jpeg_start_decompress(ci);
     /* jpeg_read_raw_data hands out one iMCU row per call: `group` rows at full (luma) scale,
