@@ -265,10 +265,11 @@ static int vrow_avx2(const int16_t *k, int n, const uint8_t *rows, size_t stride
 
 /* Vertical pass for one output row: a weighted sum of source rows. The SIMD loop keeps 16
  * output bytes in registers across all taps, taking two source rows per multiply-add. */
-static void vrow(const axis_plan *p, int i, const uint8_t *src, size_t stride, uint8_t *dst, int nbytes)
+static void vrow(const axis_plan *p, int i, const uint8_t *src, int row0, size_t stride, uint8_t *dst,
+                 int nbytes)
 {
     const int16_t *k = p->k + (size_t)i * p->taps;
-    const uint8_t *rows = src + (size_t)p->first[i] * stride;
+    const uint8_t *rows = src + (size_t)(p->first[i] - row0) * stride;   /* src holds rows from row0 on */
     int n = p->count[i], x = 0;
 #ifdef FR_HAVE_SSE2
     if (__builtin_cpu_supports("avx2"))
@@ -373,10 +374,10 @@ int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, doubl
         uint8_t *cols = r->temp.data, *hcols = cols + n, *hrows = hcols + m;
         transpose8(src->px + (size_t)ylo * src->stride, src->stride, src->width, rows, cols, (size_t)rows);
         for (int x = 0; x < dw; x++)
-            vrow(&px, x, cols, (size_t)rows, hcols + (size_t)x * rows, rows);
+            vrow(&px, x, cols, 0, (size_t)rows, hcols + (size_t)x * rows, rows);
         transpose8(hcols, (size_t)rows, rows, dw, hrows, (size_t)dw);
         for (int y = 0; y < dh; y++)
-            vrow(&py, y, hrows - (size_t)ylo * dw, (size_t)dw, dst + (size_t)y * dst_stride, dw);
+            vrow(&py, y, hrows, ylo, (size_t)dw, dst + (size_t)y * dst_stride, dw);
         return 0;
     }
     /* The horizontal pass is the costly one: run it on whichever side has fewer rows. */
@@ -389,10 +390,10 @@ int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, doubl
         for (int y = ylo; y < yhi; y++)
             hpass4(&px, src->px + (size_t)y * src->stride, tmp + (size_t)(y - ylo) * tmp_stride, dw);
         for (int y = 0; y < dh; y++)
-            vrow(&py, y, tmp - (size_t)ylo * tmp_stride, tmp_stride, dst + (size_t)y * dst_stride, dw * ch);
+            vrow(&py, y, tmp, ylo, tmp_stride, dst + (size_t)y * dst_stride, dw * ch);
     } else {
         for (int y = 0; y < dh; y++) {   /* one row of vertical output at a time, then across */
-            vrow(&py, y, src->px, src->stride, tmp, src->width * ch);
+            vrow(&py, y, src->px, 0, src->stride, tmp, src->width * ch);
             hpass4(&px, tmp, dst + (size_t)y * dst_stride, dw);
         }
     }
