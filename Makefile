@@ -31,12 +31,13 @@ fastrec/_native/.built: $(NATIVE) $(VENV)/.deps
 
 demo: install
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(PY) -m fastrec.samples $(DEMO)/images --kind mixed --classes 4 --seed 0
+	$(PY) -m fastrec.demo.samples $(DEMO)/images --kind mixed --classes 4 --seed 0
 	$(VENV)/bin/fastrec list $(DEMO)/data $(DEMO)/images --recursive --chunks 2
 	$(VENV)/bin/fastrec pack $(DEMO)/data $(DEMO)/images --resize 480 --quality 90 --num-thread 2
-	$(PY) -m fastrec.demo_check $(DEMO)/data
+	$(PY) -m fastrec.demo.check $(DEMO)/data
 
 test: install fuzz-smoke
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 # Coverage-guided fuzzing of the native path (libFuzzer + AddressSanitizer + UBSan, clang).

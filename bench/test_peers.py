@@ -48,7 +48,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("pytest_benchmark")
 
 from fastrec._native.core import OK, Worker, output_size  # noqa: E402
-from fastrec.recordio import _read_record, unpack  # noqa: E402
+from fastrec.formats.recordio import _read_record, unpack  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 CACHE = BENCH / ".cache" / "trees"
@@ -242,14 +242,14 @@ _REFS: dict[str, list[np.ndarray]] = {}
 def references(tree: Tree) -> list[np.ndarray]:
     """Full-resolution Pillow decode + Lanczos to the target size (as `fastrec bench`)."""
     if tree.name not in _REFS:
-        from fastrec.bench import reference_image
+        from fastrec.reports.bench import reference_image
         _REFS[tree.name] = [reference_image(d, t, "lanczos") for d, t in zip(tree.datas, tree.targets)]
     return _REFS[tree.name]
 
 
 def fidelity(jpegs: list[bytes], tree: Tree) -> tuple[list[tuple[int, int]], float]:
     """(output sizes, mean PSNR in dB against the references)."""
-    from fastrec.metrics import psnr
+    from fastrec.reports.metrics import psnr
     sizes, scores = [], []
     for j, ref in zip(jpegs, references(tree)):
         with Image.open(io.BytesIO(j)) as im:

@@ -6,13 +6,10 @@ import logging
 import os
 import sys
 
-from fastrec import __version__
+from fastrec._version import __version__
+from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger("fastrec")
-
-
-class UserError(Exception):
-    """An error whose message is the whole story: printed without a traceback, exit status 2."""
 
 
 # ---------------------------------------------------------------- im2rec-compatible flags
@@ -65,23 +62,20 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _pack_args_to_options(a: argparse.Namespace):
-    from fastrec.pack import PackOptions
+    from fastrec.engine.options import PackOptions
     return PackOptions.from_args(a)
 
 
 # ---------------------------------------------------------------- commands
 def cmd_list(a: argparse.Namespace) -> int:
-    from fastrec.lists import ListError, ListOptions, make_lists
+    from fastrec.formats.lists import ListOptions, make_lists
     opts = ListOptions(recursive=a.recursive, exts=tuple(a.exts), chunks=a.chunks,
                        train_ratio=a.train_ratio, test_ratio=a.test_ratio, shuffle=a.shuffle)
     if getattr(a, "from_tar", None):
         return _list_from_tar(a, opts)
     if a.root is None:
-        raise UserError("give the image ROOT (or --from-tar ARCHIVE)")
-    try:
-        result = make_lists(a.prefix, a.root, opts)
-    except ListError as err:
-        raise UserError(str(err)) from err
+        raise UsageError("give the image ROOT (or --from-tar ARCHIVE)")
+    result = make_lists(a.prefix, a.root, opts)
     for rel, label in result.label_map:  # im2rec prints the folder -> label mapping
         print(rel, label)
     for path in result.files:
@@ -90,13 +84,9 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def _list_from_tar(a: argparse.Namespace, opts) -> int:
-    from fastrec.lists import ListError
-    from fastrec.tarsource import TarError, make_lists_from_tar
-    try:
-        made = make_lists_from_tar(a.prefix, a.from_tar, opts, a.min_images, a.val_per_class, a.seed,
-                                   a.val_prefix, a.val_chunks)
-    except (ListError, TarError) as err:
-        raise UserError(str(err)) from err
+    from fastrec.stages.tarlists import make_lists_from_tar
+    made = make_lists_from_tar(a.prefix, a.from_tar, opts, a.min_images, a.val_per_class, a.seed,
+                               a.val_prefix, a.val_chunks)
     for rel, label in made.train.label_map:
         print(rel, label)
     for result in (made.train, made.val):
@@ -110,11 +100,8 @@ def _list_from_tar(a: argparse.Namespace, opts) -> int:
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
-    from fastrec.pack import PackError, pack_prefix
-    try:
-        summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
-    except PackError as err:
-        raise UserError(str(err)) from err
+    from fastrec.engine import pack_prefix
+    summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
     return 1 if a.strict and summary.skipped else 0
 
 
@@ -124,10 +111,10 @@ def cmd_im2rec(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    from fastrec.verify import verify
+    from fastrec.reports.verify import verify
     reports = verify(a.prefix, decode=a.decode, resize=a.resize)
     if not reports:
-        raise UserError(f"no .rec file matches {a.prefix!r}")
+        raise UsageError(f"no .rec file matches {a.prefix!r}")
     for report in reports:
         for line in report.lines():
             print(line)
@@ -135,12 +122,12 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from fastrec.inspect_rec import collect, contact_sheet, report_lines
-    from fastrec.recordio import RecordIOError
-    from fastrec.verify import find_recs
+    from fastrec.formats.recordio import RecordIOError
+    from fastrec.reports.inspect import collect, contact_sheet, report_lines
+    from fastrec.reports.verify import find_recs
     recs = find_recs(a.prefix)
     if not recs:
-        raise UserError(f"no .rec file matches {a.prefix!r}")
+        raise UsageError(f"no .rec file matches {a.prefix!r}")
     try:
         for rec in recs:
             first, stats = collect(rec, a.head)
@@ -149,44 +136,37 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             n = contact_sheet(recs[0], a.contact_sheet, a.sample)
             print(f"contact sheet of {n} images from {recs[0]}: {a.contact_sheet}")
     except RecordIOError as err:
-        raise UserError(f"{err} (run `fastrec verify` for a full report)") from err
+        raise UsageError(f"{err} (run `fastrec verify` for a full report)") from err
     return 0
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from fastrec.bench import BenchError, run
-    try:
-        run(a.root, sample=a.sample, seed=a.seed, quality=a.quality, subsampling=a.subsampling,
-            dct=a.dct, filter=a.filter, resize=a.resize, upscale=a.upscale, threads=a.threads,
-            passes=a.passes, metric_sample=a.metric_sample, reference=a.reference,
-            out=a.out or None, progress=a.progress)
-    except BenchError as err:
-        raise UserError(str(err)) from err
+    from fastrec.reports.bench import run
+    run(a.root, sample=a.sample, seed=a.seed, quality=a.quality, subsampling=a.subsampling,
+        dct=a.dct, filter=a.filter, resize=a.resize, upscale=a.upscale, threads=a.threads,
+        passes=a.passes, metric_sample=a.metric_sample, reference=a.reference,
+        out=a.out or None, progress=a.progress)
     return 0
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
     import dataclasses
-    from fastrec.prepare import PrepareConfig, PrepareError, prepare, report_lines
-    from fastrec.pack import PackError
+    from fastrec.stages.prepare import PrepareConfig, prepare, report_lines
     fields = ("work", "root", "val_root", "archives", "small_root", "min_images", "val_per_class", "seed",
               "chunks", "val_chunks", "extract_jobs", "raid_devices", "raid_mount", "raid_execute", "from_tar")
     given = {k: getattr(a, k) for k in fields if getattr(a, k) is not None}
     pack_given = {k: getattr(a, k) for k in ("resize", "quality", "num_thread", "filter", "dask", "shard_size",
                                              "no_upscale") if getattr(a, k) is not None}
-    try:
-        if a.config:
-            cfg = PrepareConfig.from_toml(a.config, **given)
-        else:
-            missing = [f"--{k.replace('_', '-')}" for k in ("work", "root", "val_root") if k not in given]
-            if missing:
-                raise UserError(f"missing {', '.join(missing)} (or give --config)")
-            cfg = PrepareConfig(**given)
-        cfg.pack = dataclasses.replace(cfg.pack, **pack_given)
-        cfg.progress = a.progress
-        state = prepare(cfg)
-    except (PrepareError, PackError) as err:
-        raise UserError(str(err)) from err
+    if a.config:
+        cfg = PrepareConfig.from_toml(a.config, **given)
+    else:
+        missing = [f"--{k.replace('_', '-')}" for k in ("work", "root", "val_root") if k not in given]
+        if missing:
+            raise UsageError(f"missing {', '.join(missing)} (or give --config)")
+        cfg = PrepareConfig(**given)
+    cfg.pack = dataclasses.replace(cfg.pack, **pack_given)
+    cfg.progress = a.progress
+    state = prepare(cfg)
     print("\n".join(report_lines(state)))
     return 0
 
@@ -194,7 +174,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     import fastrec
-    parser = argparse.ArgumentParser(prog="fastrec", description=fastrec.__doc__.strip() + " "
+    parser = argparse.ArgumentParser(prog="fastrec", description=fastrec.__doc__.split("\n")[0] + " "
                                      "`fastrec COMMAND --help` for each command.")
     parser.add_argument("--version", action="version", version=f"fastrec {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -294,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     # -- stage commands are registered below this line --
-    from fastrec import extract, filter as filter_, raid, split
+    from fastrec.stages import extract
+    from fastrec.stages import filter as filter_
+    from fastrec.stages import raid
+    from fastrec.stages import split
     for stage in (raid, extract, filter_, split):
         stage.register(sub)
     return parser
@@ -307,9 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(message)s", stream=sys.stderr)
     try:
         return a.func(a) or 0
-    except UserError as err:
+    except FastrecError as err:
         print(f"fastrec {a.command}: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         print(f"fastrec {a.command}: interrupted", file=sys.stderr)
         return 130

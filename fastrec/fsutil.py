@@ -20,6 +20,7 @@ import shutil
 import stat
 import sys
 from typing import Sequence
+from fastrec.errors import FastrecError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ CRASH_STATUS = 137                 # what a SIGKILL'd process reports (128 + 9)
 _COPY_CHUNK = 1 << 20
 
 
-class MoveError(Exception):
+class MoveError(FastrecError):
     """A move cannot go ahead safely; the message names the path and what to do."""
 
 

@@ -1,9 +1,9 @@
-"""Write the fuzz seed corpus: the odd files of fastrec.samples plus small real-looking JPEGs,
+"""Write the fuzz seed corpus: the odd files of fastrec.demo.samples plus small real-looking JPEGs,
 each prefixed with option bytes for the harnesses."""
 import sys
 from pathlib import Path
 
-from fastrec.samples import make_odd_files, make_tree
+from fastrec.demo.samples import make_odd_files, make_tree
 
 
 def main(out: str) -> None:

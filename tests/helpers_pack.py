@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import PYTHON, REPO, run_im2rec, subprocess_env
 from fastrec import cli
-from fastrec.recordio import RecordReader, read_index
+from fastrec.formats.recordio import RecordReader, read_index
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"

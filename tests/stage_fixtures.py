@@ -11,7 +11,7 @@ import sys
 import tarfile
 from dataclasses import dataclass, field
 
-from fastrec.lists import DEFAULT_EXTS
+from fastrec.formats.lists import DEFAULT_EXTS
 
 # A few dozen classes with uneven counts (3..40 images), names like ImageNet's wnids.
 CLASS_COUNTS = {f"n{1000 + i:08d}": 3 + (i * 17) % 38 for i in range(30)}

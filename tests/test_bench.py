@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastrec import bench
-from fastrec.bench import BenchError, BenchOptions, Row, Setting
+from fastrec.reports import bench
+from fastrec.reports.bench import BenchError, BenchOptions, Row, Setting
 from fastrec.cli import main
-from fastrec.metrics import PSNR_CAP, psnr, ssim, ssim_window
-from fastrec.samples import make_tree
+from fastrec.reports.metrics import PSNR_CAP, psnr, ssim, ssim_window
+from fastrec.demo.samples import make_tree
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SWEEP = dict(quality="80,95", subsampling="420,444", dct="accurate,fast", filter="lanczos",

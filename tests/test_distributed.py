@@ -12,9 +12,9 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from fastrec.lists import ListOptions, make_lists  # noqa: E402
-from fastrec.pack import PackError, PackOptions, pack_prefix  # noqa: E402
-from fastrec.samples import make_odd_files, make_tree  # noqa: E402
+from fastrec.formats.lists import ListOptions, make_lists  # noqa: E402
+from fastrec.engine import PackError, PackOptions, pack_prefix  # noqa: E402
+from fastrec.demo.samples import make_odd_files, make_tree  # noqa: E402
 
 OUTPUTS = (".rec", ".idx", ".skipped.tsv")
 
@@ -80,14 +80,14 @@ def test_local_cluster_address(tree, local):
 
 def _slow_shard(*args):
     """pack_shard, slowed down so a worker can be killed while shards are in flight."""
-    from fastrec.distributed import pack_shard
+    from fastrec.engine.cluster import pack_shard
     time.sleep(0.4)
     return pack_shard(*args)
 
 
 def test_killed_worker_still_gives_the_same_bytes(tree, local, cluster, monkeypatch):
     c, client = cluster
-    import fastrec.distributed as dist
+    import fastrec.engine.cluster as dist
 
     monkeypatch.setattr(dist, "pack_shard", _slow_shard)
     out = tree / "killed"

@@ -1,4 +1,4 @@
-"""fastrec.extract: the three input forms, safety, corruption, resumability, interruption."""
+"""fastrec.stages.extract: the three input forms, safety, corruption, resumability, interruption."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from fastrec import extract as ex
-from fastrec.extract import ExtractOptions, extract
+from fastrec.stages import extract as ex
+from fastrec.stages.extract import ExtractOptions, extract
 from stage_fixtures import (CLASS_COUNTS, EVIL, EVIL_GOOD, EVIL_MEMBERS, GARBLED, OUTER_EVIL,
                             TRUNCATED, _add, _special, class_tar, image_counts, make_outer_tar,
                             popen_cli, run_cli, tree)
@@ -149,11 +149,11 @@ def test_corrupt_top_level_archive_and_missing_inputs(tmp_path):
     good.write_bytes(class_tar("n2", 2, random.Random(0)))
     s = extract([str(bad), str(good)], str(tmp_path / "out"), FAST)
     assert [p.where for p in s.corrupt] == [str(bad)] and s.extracted == ["n2"]
-    with pytest.raises(ex.ExtractError, match="does not exist"):
+    with pytest.raises(ex.TarError, match="does not exist"):
         extract([str(tmp_path / "nope.tar")], str(tmp_path / "out"))
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ex.ExtractError, match="holds no tar files"):
+    with pytest.raises(ex.TarError, match="holds no tar files"):
         extract([str(empty)], str(tmp_path / "out"))
 
 

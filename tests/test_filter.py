@@ -1,4 +1,4 @@
-"""fastrec.filter and the move rules of fastrec.fsutil it relies on."""
+"""fastrec.stages.filter and the move rules of fastrec.fsutil it relies on."""
 from __future__ import annotations
 
 import errno
@@ -10,7 +10,7 @@ import pytest
 
 from fastrec import fsutil
 from fastrec.cli import main
-from fastrec.filter import FilterError, filter_classes
+from fastrec.stages.filter import FilterError, filter_classes
 from stage_fixtures import image_counts, tree
 
 COUNTS = {"a": 12, "b": 3, "c": 10, "d": 0, "e": 9, "f": 25}

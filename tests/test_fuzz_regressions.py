@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fastrec._native.core import OK, STATUS_NAMES, Worker
-from fastrec.recordio import _read_record, unpack
-from fastrec.samples import make_odd_files, make_tree
+from fastrec.formats.recordio import _read_record, unpack
+from fastrec.demo.samples import make_odd_files, make_tree
 
 REGRESSIONS = sorted(p for p in (Path(__file__).parent / "fuzz_regressions").iterdir() if p.name != "README.md")
 SIZES = (0, 1, 7, 32, 64, 100, 255, 480)

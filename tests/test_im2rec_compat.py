@@ -16,7 +16,7 @@ from helpers_pack import (
     fastrec_main, fastrec_subprocess, output_files, read_with_mxnet, run_im2rec_batch, skipped_lines,
     write_lst,
 )
-from fastrec.lists import read_list
+from fastrec.formats.lists import read_list
 
 IM2REC_FLAGS = ["--pass-through", "--num-thread", "2"]
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from fastrec._native.core import OK, STATUS_NAMES, Worker
-from fastrec.samples import make_image, make_odd_files
+from fastrec.demo.samples import make_image, make_odd_files
 
 import numpy as np
 

@@ -20,7 +20,7 @@ from hypothesis import Phase, given, settings, strategies as st
 
 from conftest import IM2REC, PYTHON, REPO, run_im2rec, subprocess_env
 from fastrec import cli
-from fastrec.lists import DEFAULT_EXTS, ListItem, ListOptions, list_images, make_lists, read_list
+from fastrec.formats.lists import DEFAULT_EXTS, ListItem, ListOptions, list_images, make_lists, read_list
 
 # ------------------------------------------------------------------ running the tools
 class Run:

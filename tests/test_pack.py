@@ -25,10 +25,10 @@ from helpers_pack import (
     parse_raw, psnr, read_with_mxnet, reference_resize, run_im2rec_batch, stage_list, write_lst,
 )
 from fastrec._native.core import Worker, output_size
-from fastrec.lists import read_list
-from fastrec.pack import PackOptions, pack_prefix
-from fastrec.recordio import _read_record, unpack
-from fastrec.samples import make_image, make_tree
+from fastrec.formats.lists import read_list
+from fastrec.engine import PackOptions, pack_prefix
+from fastrec.formats.recordio import _read_record, unpack
+from fastrec.demo.samples import make_image, make_tree
 
 # name -> pack flags; each is run by both tools on the tree's .lst (same flags, same threads)
 VARIANTS = {
@@ -359,7 +359,7 @@ def test_image_record_iter_reads_fastrec(packed, tree, with_idx):
 
 def _only_flag3(rec: Path) -> Path:
     """A copy of REC holding only its multi-label records (ImageRecordIter needs one width)."""
-    from fastrec.recordio import RecordWriter, RecordReader, read_index, unpack
+    from fastrec.formats.recordio import RecordWriter, RecordReader, read_index, unpack
     out = rec.parent / "only3" / rec.name
     out.parent.mkdir(exist_ok=True)
     with RecordReader(rec) as rr, RecordWriter(out, out.with_suffix(".idx")) as w:
@@ -387,7 +387,7 @@ def test_plane_path_matches_the_rgb_path(tmp_path):
     through RGB. Resampling commutes with the YCbCr transform, so the luma of both must agree
     (before a visible difference could come from anything but rounding)."""
     from fastrec._native.core import Worker
-    from fastrec.samples import make_tree
+    from fastrec.demo.samples import make_tree
 
     files = make_tree(tmp_path, classes=1, per_class=(6, 6), sizes="mixed", seed=21)
     datas = [f.read_bytes() for f in files]

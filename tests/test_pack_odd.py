@@ -1,6 +1,6 @@
 """`fastrec pack` on awkward inputs (issue 4, "Images that are not plain RGB baseline JPEGs").
 
-Every file from `fastrec.samples.make_odd_files` goes into one .lst. Each must end as a record
+Every file from `fastrec.demo.samples.make_odd_files` goes into one .lst. Each must end as a record
 with the geometry im2rec would give it, or as a `.skipped.tsv` line with its reason -- never a
 crash, at any thread count. Pixels are checked against OpenCV's reading of the same file (what
 im2rec.py packs), losslessly through `--encoding .png` where the comparison must be tight.
@@ -31,9 +31,9 @@ from helpers_pack import (
     psnr, read_with_mxnet, reference_resize, run_im2rec_batch, skipped_lines, write_lst,
 )
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
-from fastrec.pack import PackOptions, pack_prefix
-from fastrec.recordio import RecordReader, unpack
-from fastrec.samples import ORIENT_CORNERS, ORIENT_SIZE, make_odd_files
+from fastrec.engine import PackOptions, pack_prefix
+from fastrec.formats.recordio import RecordReader, unpack
+from fastrec.demo.samples import ORIENT_CORNERS, ORIENT_SIZE, make_odd_files
 
 # key -> skip reasons that are acceptable for it at every size; absent keys must be packed
 SKIPS = {
@@ -416,7 +416,7 @@ def test_spliced_junk_never_crashes(pos, junk, cut):
 
 def _fuzz_source() -> bytes:
     import io
-    from fastrec.samples import make_image
+    from fastrec.demo.samples import make_image
     buf = io.BytesIO()
     make_image(np.random.default_rng(3), 64, 48).save(buf, "JPEG", quality=80, progressive=True)
     return buf.getvalue()

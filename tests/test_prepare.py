@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrec.prepare import PrepareConfig, prepare, report_lines
-from fastrec.pack import PackOptions
-from fastrec.recordio import IndexedRecordReader, unpack
-from fastrec.samples import make_image
+from fastrec.stages.prepare import PrepareConfig, prepare, report_lines
+from fastrec.engine import PackOptions
+from fastrec.formats.recordio import IndexedRecordReader, unpack
+from fastrec.demo.samples import make_image
 
 COUNTS = {f"n{2000 + i:08d}": n for i, n in enumerate((14, 9, 3, 12, 2, 10))}  # two classes too small
 MIN_IMAGES, VAL = 5, 2

@@ -1,4 +1,4 @@
-"""fastrec.raid: planning and refusals against fake /proc, /sys and programs that log their argv."""
+"""fastrec.stages.raid: planning and refusals against fake /proc, /sys and programs that log their argv."""
 from __future__ import annotations
 
 import os
@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from fastrec import raid
+from fastrec.stages import raid
 from fastrec.cli import main
-from fastrec.raid import RaidError, RaidOptions, System, create_raid, plan_raid
+from fastrec.stages.raid import RaidError, RaidOptions, System, create_raid, plan_raid
 
 UUID = "0a1b2c3d-0000-4000-8000-00000000abcd"
 # Each fake logs "NAME ARGS" to $FAKE_LOG. wipefs prints the signatures listed in

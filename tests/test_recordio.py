@@ -1,4 +1,4 @@
-"""fastrec.recordio against the dmlc RecordIO format and the real MXNet 1.9.1 (shared/SPEC.md §1-2, §7.1).
+"""fastrec.formats.recordio against the dmlc RecordIO format and the real MXNet 1.9.1 (shared/SPEC.md §1-2, §7.1).
 
 What is checked, in order:
 - the SPEC §1.2 byte vectors (C framer, Python reference, RecordWriter, and MXNet's own writer);
@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import PYTHON, REPO, subprocess_env
-from fastrec.recordio import (
+from fastrec.formats.recordio import (
     IndexedRecordReader, IRHeader, RecordIOError, RecordReader, RecordWriter, frame, frame_py,
     pack, read_index, record_end, unpack)
 
@@ -153,7 +153,7 @@ def test_writer_tell_after_close_raises():
     Run in a child process: a NULL FILE* dereference would kill the test runner.
     """
     code = ("import tempfile, os\n"
-            "from fastrec.recordio import RecordWriter\n"
+            "from fastrec.formats.recordio import RecordWriter\n"
             "w = RecordWriter(os.path.join(tempfile.mkdtemp(), 'a.rec'))\n"
             "w.close()\n"
             "try:\n    w.tell()\nexcept ValueError:\n    print('ValueError')\n")

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fastrec.lists import ListOptions, make_lists
-from fastrec.pack import Job, PackError, PackOptions, pack_jobs, resume_point
-from fastrec.recordio import record_end_in_file
-from fastrec.samples import make_odd_files, make_tree
+from fastrec.formats.lists import ListOptions, make_lists
+from fastrec.engine.local import Job, pack_jobs, resume_point
+from fastrec.engine import PackError, PackOptions
+from fastrec.formats.recordio import record_end_in_file
+from fastrec.demo.samples import make_odd_files, make_tree
 
 PACK_FLAGS = ["--resize", "64", "--quality", "80", "--batch-size", "2", "--progress", "off"]
 OUTPUTS = (".rec", ".idx", ".skipped.tsv")
@@ -168,7 +169,7 @@ def test_unwritable_output_is_a_clear_error(tree, tmp_path, monkeypatch):
 
 def test_write_failure_mid_batch_keeps_idx_behind_rec(tree, reference, tmp_path, monkeypatch):
     """A fault-injecting writer: the .rec write fails halfway through the third batch."""
-    import fastrec.pack as pack_mod
+    import fastrec.engine.local as pack_mod
 
     shutil.copy(tree / "data.lst", tmp_path / "data.lst")
     calls = {"n": 0}

@@ -1,4 +1,4 @@
-"""fastrec.split (seeded, manifest-driven, resumable, undoable), and the chain extract -> filter -> split."""
+"""fastrec.stages.split (seeded, manifest-driven, resumable, undoable), and the chain extract -> filter -> split."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from fastrec.cli import main
-from fastrec.extract import ExtractOptions, extract
-from fastrec.filter import filter_classes
-from fastrec.split import SplitError, choose, read_manifest, split_classes, undo_split
+from fastrec.stages.extract import ExtractOptions, extract
+from fastrec.stages.filter import filter_classes
+from fastrec.stages.split import SplitError, choose, read_manifest, split_classes, undo_split
 from stage_fixtures import image_counts, make_outer_tar, run_cli, tree
 
 COUNTS = {f"c{i:02d}": 6 + (i * 5) % 11 for i in range(12)}

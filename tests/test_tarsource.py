@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from fastrec.extract import ExtractOptions, extract
-from fastrec.filter import filter_classes
-from fastrec.lists import ListOptions, make_lists
-from fastrec.pack import PackError, PackOptions, pack_prefix
-from fastrec.split import split_classes
-from fastrec.tarsource import TarError, build_index, make_lists_from_tar, walk_entries
+from fastrec.stages.extract import ExtractOptions, extract
+from fastrec.stages.filter import filter_classes
+from fastrec.formats.lists import ListOptions, make_lists
+from fastrec.engine import PackError, PackOptions, pack_prefix
+from fastrec.stages.split import split_classes
+from fastrec.engine.sources import TarError, build_index
+from fastrec.stages.tarlists import make_lists_from_tar, walk_entries
 
 from test_prepare import make_archive
 
@@ -107,7 +108,7 @@ def test_truncated_archive_names_the_last_good_member(archive, tmp_path):
     with pytest.raises(TarError, match=r"last good member is 'n0000200\d\.tar'.*--resume"):
         build_index([str(cut)])
     (tmp_path / "x.lst").write_text("0\t0.000000\tn00002000/n00002000_0.JPEG\n")
-    with pytest.raises(PackError, match="damaged or truncated"):
+    with pytest.raises(TarError, match="damaged or truncated"):
         pack_prefix(str(tmp_path / "x"), None, PackOptions(progress="off"), archives=[str(cut)])
 
 
@@ -117,7 +118,7 @@ def test_walk_order_matches_os_walk(tmp_path):
     for p in paths:
         (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / p).write_bytes(b"")
-    from fastrec.lists import list_images
+    from fastrec.formats.lists import list_images
     expected, _ = list_images(str(tmp_path), True, (".jpg",))
     assert walk_entries(paths) == expected
 

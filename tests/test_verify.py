@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fastrec.inspect_rec import collect, contact_sheet
-from fastrec.lists import ListOptions, make_lists
-from fastrec.pack import PackOptions, pack_prefix
-from fastrec.recordio import MAGIC, read_index
-from fastrec.samples import make_tree
-from fastrec.verify import verify_rec
+from fastrec.reports.inspect import collect, contact_sheet
+from fastrec.formats.lists import ListOptions, make_lists
+from fastrec.engine import PackOptions, pack_prefix
+from fastrec.formats.recordio import MAGIC, read_index
+from fastrec.demo.samples import make_tree
+from fastrec.reports.verify import verify_rec
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ image comes out at roughly 4-5 bits/pixel, like ImageNet's training JPEGs.
 
 Everything is deterministic for a given seed (same bytes on the same numpy/Pillow).
 
-    python -m fastrec.samples ROOT [--kind imagenet|mixed|camera] [--classes N]
+    python -m fastrec.demo.samples ROOT [--kind imagenet|mixed|camera] [--classes N]
                                    [--per-class A B] [--seed S]
 """
 
@@ -429,7 +429,7 @@ def make_odd_files(dir: str | Path) -> dict[str, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: write a tree and print what was written."""
-    p = argparse.ArgumentParser(prog="python -m fastrec.samples", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fastrec.demo.samples", description=__doc__.split("\n")[0])
     p.add_argument("root", type=Path)
     p.add_argument("--kind", choices=SIZE_KINDS, default="imagenet")
     p.add_argument("--classes", type=int, default=4)

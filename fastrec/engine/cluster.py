@@ -16,7 +16,9 @@ import shutil
 import time
 import uuid
 
-from fastrec.pack import Job, PackError, PackOptions, Summary, pack_jobs
+from fastrec.engine.local import Job, pack_jobs
+from fastrec.engine.options import PackError, PackOptions
+from fastrec.engine.outcome import Summary
 from fastrec.progress import Progress
 
 SHARD_SUFFIXES = (".rec", ".idx", ".skipped.tsv")

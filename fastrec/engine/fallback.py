@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fastrec._native.core import OK, STATUS_NAMES
 from fastrec._native.recordio import frame
-
-if TYPE_CHECKING:
-    from fastrec.pack import Outcome, PackOptions
+from fastrec.engine.options import PackOptions
+from fastrec.engine.outcome import Outcome
 
 Image.MAX_IMAGE_PIXELS = None  # we check --max-pixels ourselves, before decoding
 
@@ -54,10 +52,8 @@ def decode(source, color: int, max_pixels: int) -> np.ndarray | tuple[str, str]:
         return reason, f"{type(err).__name__}: {err}"
 
 
-def pack(worker, path: bytes, id_: int, label, opts: "PackOptions", data: bytes | None = None) -> "Outcome":
+def pack(worker, path: bytes, id_: int, label, opts: PackOptions, data: bytes | None = None) -> Outcome:
     """Decode with Pillow (from `data` if given, else the file) and pack with the native worker."""
-    from fastrec.pack import Outcome
-
     px = decode(io.BytesIO(data) if data is not None else path, opts.color, opts.max_pixels)
     if isinstance(px, tuple):
         return Outcome(None, px[0], px[1])
@@ -68,7 +64,7 @@ def pack(worker, path: bytes, id_: int, label, opts: "PackOptions", data: bytes 
     return Outcome(record, in_bytes=in_bytes, size=(w, h))
 
 
-def raw_to_png(outcome: "Outcome", opts: "PackOptions") -> "Outcome":
+def raw_to_png(outcome: Outcome, opts: PackOptions) -> Outcome:
     """Turn a raw-pixel record (header, labels, then rows) into a framed record holding a PNG."""
     if outcome.record is None:
         return outcome

@@ -18,120 +18,16 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
-
-READ_ERROR = STATUS_NAMES.index("read-error")
-from fastrec.lists import ListItem, find_lists, read_list
+from fastrec.engine.options import PackError, PackOptions
+from fastrec.engine.outcome import Outcome, Summary
+from fastrec.formats.lists import ListItem, find_lists, read_list
+from fastrec.formats.recordio import record_end_in_file
 from fastrec.progress import Progress
-from fastrec.recordio import record_end_in_file
 
 log = logging.getLogger(__name__)
 
 UINT64_MAX = (1 << 64) - 1
-DEFAULT_MAX_PIXELS = 178956970   # Pillow's decompression-bomb limit
-DEFAULT_MAX_BYTES = 256 << 20
-DEFAULT_MAX_SCANS = 100          # libjpeg-turbo's TurboJPEG uses 500; real files have < 20
-
-
-class PackError(Exception):
-    """The pack cannot start or go on; the message says what to do."""
-
-
-@dataclass
-class PackOptions:
-    """im2rec's pack flags plus fastrec's own (see `fastrec pack --help`)."""
-
-    resize: int = 0
-    center_crop: bool = False
-    quality: int = 95
-    num_thread: int = 1
-    color: int = 1
-    encoding: str = ".jpg"
-    pack_label: bool = False
-    pass_through: bool = False
-    no_upscale: bool = False
-    filter: str = "auto"
-    subsampling: int = 420
-    fast_dct: bool = False
-    strict: bool = False
-    resume: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_scans: int = DEFAULT_MAX_SCANS
-    batch_size: int = 64
-    progress: str = "auto"
-    dask: str | None = None       # scheduler address or local[:WORKERS]
-    shard_size: int = 0           # with dask: items per task (0: one task per .lst)
-
-    @classmethod
-    def from_args(cls, a) -> "PackOptions":
-        names = cls.__dataclass_fields__
-        given = {k: v for k, v in vars(a).items() if k in names and v is not None}
-        return cls(**given)
-
-    def validate(self) -> None:
-        if self.encoding == ".jpg" and not 1 <= self.quality <= 100:
-            raise PackError(f"--quality must be in 1..100 for JPEG, got {self.quality}")
-        if self.encoding not in (".jpg", ".png"):
-            raise PackError(f"--encoding must be .jpg or .png, got {self.encoding!r}")
-        if self.resize < 0:
-            raise PackError(f"--resize must be 0 (keep) or a positive size, got {self.resize}")
-        if self.num_thread < 1 or self.batch_size < 1:
-            raise PackError("--num-thread and --batch-size must be at least 1")
-
-    def worker(self) -> Worker:
-        return Worker(resize=self.resize, center_crop=self.center_crop, color=self.color,
-                      no_upscale=self.no_upscale, pass_through=self.pass_through, filter=self.filter,
-                      quality=self.quality if self.encoding == ".jpg" else 95,
-                      subsampling=self.subsampling, fast_dct=self.fast_dct,
-                      max_pixels=self.max_pixels, max_bytes=self.max_bytes, max_scans=self.max_scans,
-                      raw=self.encoding == ".png" and not self.pass_through,
-                      keep_alpha=self.encoding == ".png" and self.color == -1)
-
-
-@dataclass
-class Outcome:
-    """What became of one list item: a record, or a skip with its reason."""
-
-    record: bytes | None
-    reason: str = "ok"
-    message: str = ""
-    in_bytes: int = 0
-    size: tuple[int, int] = (0, 0)   # (width, height) of the packed image
-
-
-@dataclass
-class Summary:
-    """Counts for one or more packed lists."""
-
-    lists: list[str] = field(default_factory=list)
-    images: int = 0
-    skipped: int = 0
-    reasons: collections.Counter = field(default_factory=collections.Counter)
-    bytes_in: int = 0
-    bytes_out: int = 0
-    seconds: float = 0.0
-    resumed_from: int = 0
-
-    def add(self, other: "Summary") -> None:
-        self.lists += other.lists
-        self.images += other.images
-        self.skipped += other.skipped
-        self.reasons.update(other.reasons)
-        self.bytes_in += other.bytes_in
-        self.bytes_out += other.bytes_out
-        self.seconds += other.seconds
-        self.resumed_from += other.resumed_from
-
-    def lines(self) -> list[str]:
-        rate = self.images / self.seconds if self.seconds else 0.0
-        out = [f"packed {self.images} images from {len(self.lists)} list(s) in {self.seconds:.2f} s "
-               f"({rate:.1f} images/s); read {self.bytes_in / 1e6:.1f} MB, wrote {self.bytes_out / 1e6:.1f} MB"]
-        if self.resumed_from:
-            out.append(f"resumed after {self.resumed_from} already packed items")
-        if self.skipped:
-            detail = ", ".join(f"{r}: {n}" for r, n in sorted(self.reasons.items()))
-            out.append(f"skipped {self.skipped} ({detail}); see the .skipped.tsv files")
-        return out
+READ_ERROR = STATUS_NAMES.index("read-error")
 
 
 @dataclass
@@ -225,13 +121,13 @@ def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=N
             outcomes[i] = Outcome(blob[start:end], in_bytes=in_bytes, size=(out_w, out_h))
             start = end
         elif status == NEEDS_FALLBACK:
-            from fastrec import fallback   # Pillow and numpy load only when a file needs them
+            from fastrec.engine import fallback   # Pillow and numpy load only when a file needs them
             data = datas[j] if source is not None else None
             outcomes[i] = fallback.pack(worker, paths[j], ids[j], labels[j], opts, data)
         else:
             outcomes[i] = Outcome(None, STATUS_NAMES[status], message, in_bytes)
     if opts.encoding == ".png" and not opts.pass_through:
-        from fastrec.fallback import raw_to_png
+        from fastrec.engine.fallback import raw_to_png
         outcomes = [raw_to_png(o, opts) for o in outcomes]
     return outcomes  # type: ignore[return-value]
 
@@ -425,41 +321,3 @@ def pack_jobs(jobs: Iterable[Job], opts: PackOptions) -> Summary:
         for job in jobs:
             total.add(pack_job(job, opts, pool, progress))
     return total
-
-
-def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequence[str] = ()) -> Summary:
-    """Pack every .lst that im2rec would pack for PREFIX, each into <list>.rec/.idx beside it.
-
-    The images are files under `root`, or, with `archives`, members of those tar archives."""
-    opts.validate()
-    work, lists = find_lists(prefix)
-    if not lists:
-        raise PackError(f"no .lst file matches the prefix {os.path.abspath(prefix)!r} "
-                        f"(run `fastrec list` first)")
-    source = None
-    if archives:
-        from fastrec.tarsource import TarError, cache_path, index_for
-        try:
-            source = index_for(archives, cache_path(prefix))
-        except TarError as err:
-            raise PackError(str(err)) from err
-        root = ""
-    else:
-        if not root:
-            raise PackError("give the image ROOT the lists are relative to (or --from-tar ARCHIVE)")
-        root = os.path.abspath(root)
-        if not os.path.isdir(root):
-            raise PackError(f"image root {root!r} does not exist or is not a folder")
-    for lst in lists:
-        log.info("Creating .rec file from %s in %s", lst, work)
-    jobs = [Job.for_list(lst, root) for lst in lists]
-    for job in jobs:
-        job.source = source
-    if opts.dask:
-        from fastrec.distributed import pack_jobs_dask
-        summary = pack_jobs_dask(jobs, opts, opts.dask, opts.shard_size)
-    else:
-        summary = pack_jobs(jobs, opts)
-    for line in summary.lines():
-        log.info("%s", line)
-    return summary

@@ -19,17 +19,13 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Sequence
 
-from fastrec.extract import EndCheckedTarInfo
-from fastrec.lists import DEFAULT_EXTS, ImageEntry, ListError
+from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.formats.tar import EndCheckedTarInfo, TarError, check_end, resolve_archives
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "fastrec.tarindex.tsv"   # cached in the folder of the lists
 TAR_SUFFIX = ".tar"
-
-
-class TarError(Exception):
-    """An archive cannot be indexed; the message names the archive and the last good member."""
 
 
 class Member(NamedTuple):
@@ -88,16 +84,6 @@ class TarIndex:
         return TarIndex(self.archives, {p: self.members[p] for p in paths if p in self.members})
 
 
-def _archive_files(archives: Sequence[str]) -> list[str]:
-    """Expand folders of per-class tars (as `fastrec extract` does); keep files as given."""
-    from fastrec.extract import ExtractError, resolve_archives
-
-    try:
-        return resolve_archives(archives)
-    except ExtractError as err:
-        raise TarError(str(err)) from err
-
-
 def _safe_name(name: str) -> str | None:
     """The member's relative path, or None for absolute paths and '..' (never packed)."""
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
@@ -134,7 +120,7 @@ def _index_inner(index: TarIndex, archive: int, f, cls: str, start: int, size: i
                 if m.offset_data + m.size > size:
                     raise tarfile.ReadError("member runs past the end of its tar")
                 _add_member(whole, archive, f"{cls}/{rel}", start + m.offset_data, m.size, exts)
-            _check_end(inner)
+            check_end(inner)
     except tarfile.TarError as err:
         where = f"after member {last!r}" if last else "at its start"
         index.rejected.append((f"{cls}{TAR_SUFFIX}", f"corrupt inner tar {where}: {err}"))
@@ -143,16 +129,9 @@ def _index_inner(index: TarIndex, archive: int, f, cls: str, start: int, size: i
     index.rejected += whole.rejected
 
 
-def _check_end(tar: tarfile.TarFile) -> None:
-    """tarfile ends iteration quietly at a damaged header or a missing end marker: say so."""
-    reason = getattr(tar, "_fastrec_end", None)
-    if reason:
-        raise tarfile.ReadError(reason)
-
-
 def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> TarIndex:
     """Scan the archives' headers once, front to back (data is seeked over, not read)."""
-    index = TarIndex(_archive_files(archives))
+    index = TarIndex(resolve_archives(archives))
     for a, path in enumerate(index.archives):
         if path.endswith((".gz", ".tgz", ".bz2", ".xz", ".zst")):
             raise TarError(f"{path}: a compressed archive has no byte ranges to read images from; "
@@ -181,7 +160,7 @@ def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> 
                             else:
                                 _add_member(index, a, rel, m.offset_data, m.size, exts)
                         last = m.name
-                    _check_end(outer)
+                    check_end(outer)
             except (tarfile.TarError, OSError) as err:
                 where = f"the last good member is {last!r}" if last else "no member could be read"
                 raise TarError(f"{path} is damaged or truncated ({err}); {where}. Replace the archive "
@@ -189,68 +168,6 @@ def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> 
     for rel, reason in index.rejected:
         log.warning("not packed: %s: %s", rel, reason)
     return index
-
-
-# ---------------------------------------------------------------- lists from the index
-def walk_entries(paths: Iterable[str]) -> list[ImageEntry]:
-    """The entries `list --recursive` gives for a tree holding exactly `paths`: a pre-order walk
-    with each folder's files (sorted) before its sub-folders (sorted), labels dense per folder."""
-    tree: dict = {}
-    for p in paths:
-        node = tree
-        *dirs, name = p.split("/")
-        for d in dirs:
-            node = node.setdefault(d + "/", {})
-        node[name] = None
-    entries: list[ImageEntry] = []
-    labels: dict[str, int] = {}
-
-    def visit(node: dict, prefix: str) -> None:
-        files = sorted(k for k, v in node.items() if v is None)
-        for name in files:
-            label = labels.setdefault(prefix, len(labels))
-            entries.append(ImageEntry(len(entries), prefix + name, (float(label),)))
-        for d in sorted((k for k, v in node.items() if v is not None), key=lambda k: k[:-1]):
-            visit(node[d], prefix + d)
-
-    visit(tree, "")
-    return entries
-
-
-@dataclass
-class TarSplit:
-    """Train/val paths after filter and split, done on the index as the file moves would."""
-
-    train: list[str]
-    val: list[str]
-    small_classes: list[tuple[str, int]]
-
-
-def split_index(index: TarIndex, min_images: int = 0, val_per_class: int = 0, seed: int = 0) -> TarSplit:
-    """What `fastrec filter` then `fastrec split` would leave in the train and val trees."""
-    from fastrec.split import choose
-
-    by_class: dict[str, list[str]] = {}
-    for rel in index.members:
-        cls, _, name = rel.partition("/")
-        if "/" not in name:                      # filter and split look at a class's own files
-            by_class.setdefault(cls, []).append(name)
-    train, val, small = [], [], []
-    for cls in sorted(by_class):
-        names = sorted(by_class[cls])
-        if len(names) < min_images:
-            small.append((cls, len(names)))
-            continue
-        if val_per_class:
-            if len(names) <= val_per_class:
-                raise ListError(f"class {cls} has {len(names)} images, too few for --val-per-class "
-                                f"{val_per_class} (one must stay for training)")
-            chosen = set(choose(names, val_per_class, seed, cls))
-        else:
-            chosen = set()
-        for name in names:
-            (val if name in chosen else train).append(f"{cls}/{name}")
-    return TarSplit(train, val, small)
 
 
 # ---------------------------------------------------------------- the cache
@@ -271,7 +188,7 @@ def load_index(path: str, archives: Sequence[str]) -> TarIndex | None:
     """The cached index, if it was made from exactly these archives as they are now."""
     if not os.path.exists(path):
         return None
-    files = _archive_files(archives)
+    files = resolve_archives(archives)
     index = TarIndex(files)
     stamps = [_stamp(a) for a in files]
     seen = []
@@ -300,32 +217,3 @@ def cache_path(prefix: str) -> str:
     prefix = os.path.abspath(prefix)
     folder = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
     return os.path.join(folder, INDEX_NAME)
-
-
-@dataclass
-class TarLists:
-    train: object                    # lists.ListResult
-    val: object | None
-    split: TarSplit
-    rejected: list[tuple[str, str]]
-
-
-def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: int = 0,
-                        val_per_class: int = 0, seed: int = 0, val_prefix: str | None = None,
-                        val_chunks: int = 1) -> TarLists:
-    """The .lst files `fastrec list --recursive` would write for the trees that extract, filter
-    (min_images) and split (val_per_class, seed) would leave, made from the index alone."""
-    import dataclasses
-
-    from fastrec.lists import make_lists
-
-    if val_per_class and not val_prefix:
-        raise ListError("--val-per-class needs --val-prefix (where the validation lists go)")
-    index = index_for(archives, cache_path(prefix), tuple(opts.exts))
-    split = split_index(index, min_images, val_per_class, seed)
-    train = make_lists(prefix, ".", opts, entries=walk_entries(split.train))
-    val = None
-    if val_per_class:
-        val = make_lists(val_prefix, ".", dataclasses.replace(opts, chunks=val_chunks),
-                         entries=walk_entries(split.val))
-    return TarLists(train, val, split, index.rejected)

@@ -11,6 +11,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, NamedTuple, Sequence
+from fastrec.errors import FastrecError
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ LST_ENCODING = "utf-8"
 LST_ERRORS = "surrogateescape"  # names that are not valid UTF-8 survive the round trip
 
 
-class ListError(Exception):
+class ListError(FastrecError):
     """A tree cannot be listed faithfully; the message names the path and what to do."""
 
 

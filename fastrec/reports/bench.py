@@ -12,7 +12,7 @@ per setting:
 * PSNR (dB) and SSIM of the decoded output against a reference: a full-resolution Pillow decode
   (EXIF orientation applied, RGB) resized with a high-quality filter (Lanczos by default, no DCT
   reduction) to exactly the output size; metrics run on the first `metric_sample` images of the
-  sample (fastrec.metrics, equal to scikit-image's).
+  sample (fastrec.reports.metrics, equal to scikit-image's).
 
 `run()` prints a rich table (Pareto front of size vs PSNR and the seed default marked) and writes
 bench.csv, bench.json and bench.png (size vs PSNR, colour = speed) into `out`; `sweep()` only
@@ -37,8 +37,9 @@ from typing import Sequence
 
 import numpy as np
 
-from fastrec import __version__
-from fastrec.lists import DEFAULT_EXTS
+from fastrec._version import __version__
+from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.errors import FastrecError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ PROGRESS_MODES = ("auto", "on", "off")
 BATCH = 32  # images per pack_bytes call: bounds the memory of one output blob
 
 
-class BenchError(Exception):
+class BenchError(FastrecError):
     """Bad arguments or a tree that cannot be benchmarked; the message says what to change."""
 
 
@@ -292,7 +293,7 @@ class _Bar:
 # ---------------------------------------------------------------- measuring
 def _image_bytes(record: bytes) -> bytes:
     """The image bytes of one framed record (flag-0 IRHeader, as the bench writes)."""
-    from fastrec.recordio import _read_record, unpack
+    from fastrec.formats.recordio import _read_record, unpack
     payload = _read_record(io.BytesIO(record))
     return unpack(payload)[1]
 
@@ -360,7 +361,7 @@ def _decode(jpeg: bytes) -> np.ndarray:
 def sweep(root: str, options: BenchOptions | None = None, **kw) -> BenchResult:
     """Measure every setting of `options` (or BenchOptions.make(**kw)) on a sample of `root`."""
     from fastrec._native.core import Worker
-    from fastrec.metrics import psnr, ssim, ssim_window
+    from fastrec.reports.metrics import psnr, ssim, ssim_window
 
     o = options if options is not None else BenchOptions.make(**kw)
     t_start = time.perf_counter()

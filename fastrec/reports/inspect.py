@@ -7,7 +7,7 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
-from fastrec.recordio import RecordReader, unpack
+from fastrec.formats.recordio import RecordReader, unpack
 
 
 @dataclass

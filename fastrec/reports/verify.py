@@ -14,7 +14,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from fastrec.recordio import (CFLAG_FIRST, CFLAG_FULL, CFLAG_LAST, CFLAG_MIDDLE, LEN_BITS,
+from fastrec.formats.recordio import (CFLAG_FIRST, CFLAG_FULL, CFLAG_LAST, CFLAG_MIDDLE, LEN_BITS,
                               MAGIC, MAGIC_BYTES, MAX_RECORD_LEN, RecordIOError, read_index, unpack)
 
 MAX_FAULTS = 100  # a report lists this many; the count covers all

@@ -43,10 +43,13 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, NamedTuple, Sequence
 
 from fastrec import fsutil
+from fastrec.errors import UsageError
+from fastrec.formats.tar import (TAR_SUFFIXES, EndCheckedTarInfo, RefusedMember as _Refused, TarError,
+                                 check_class as _check_class, resolve_archives, split_name as _split_name,
+                                 tar_stem as _tar_stem)
 
 log = logging.getLogger(__name__)
 
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _CHUNK = 1 << 20
 # tarfile.data_filter arrived in 3.11.4 (PEP 706); without it our own checks stand alone.
 _DATA_FILTER: Callable | None = getattr(tarfile, "data_filter", None)
@@ -54,7 +57,7 @@ _DATA_FILTER: Callable | None = getattr(tarfile, "data_filter", None)
 _READ_ERRORS = (tarfile.TarError, zlib.error, EOFError, OSError)
 
 
-class ExtractError(Exception):
+class ExtractError(TarError):
     """Extraction cannot go on at all; the message names the path and what to do."""
 
 
@@ -98,54 +101,6 @@ class _Corrupt(Exception):
     """Reading a tar failed; carries the member being read."""
 
 
-class _Refused(Exception):
-    """A member is not extracted; the message is the reason."""
-
-
-def _tar_stem(name: str) -> str | None:
-    """`n01.tar.gz` -> `n01`; None if `name` has no tar suffix."""
-    low = name.lower()
-    for sfx in TAR_SUFFIXES:
-        if low.endswith(sfx) and len(name) > len(sfx):
-            return name[: -len(sfx)]
-    return None
-
-
-def resolve_archives(paths: Sequence[str]) -> list[str]:
-    """The archive files named by `paths`: files as given, folders as their sorted tar files."""
-    out = []
-    for p in paths:
-        if os.path.isdir(p):
-            found = [os.path.join(p, n) for n in sorted(os.listdir(p))
-                     if _tar_stem(n) and os.path.isfile(os.path.join(p, n))]
-            if not found:
-                raise ExtractError(f"folder {p!r} holds no tar files ({', '.join(TAR_SUFFIXES)}); "
-                                   f"pass the archives or the folder that holds them")
-            out += found
-        elif os.path.isfile(p):
-            out.append(p)
-        else:
-            raise ExtractError(f"archive {p!r} does not exist; check the path")
-    return out
-
-
-def _split_name(name: str) -> list[str]:
-    """Member name -> path components; _Refused for absolute names and `..`."""
-    if name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
-        raise _Refused("absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise _Refused("'..' in the path")
-    if not parts:
-        raise _Refused("empty name")
-    return parts
-
-
-def _check_class(cls: str) -> None:
-    if not cls or cls.startswith(".") or os.sep in cls or "\\" in cls:
-        raise _Refused(f"{cls!r} cannot be a class folder name (empty, hidden or with a separator)")
-
-
 class _CountingReader(io.RawIOBase):
     """A read-only file that reports how many bytes were read (for the progress bar)."""
 
@@ -159,24 +114,6 @@ class _CountingReader(io.RawIOBase):
         data = self.raw.read(n)
         self.on_read(len(data))
         return data
-
-
-class EndCheckedTarInfo(tarfile.TarInfo):
-    """TarInfo that notes why a stream ended: tarfile ends iteration silently on a damaged or
-    missing header after the first, which would pass a truncated tar off as complete."""
-
-    @classmethod
-    def fromtarfile(cls, tf):
-        try:
-            return super().fromtarfile(tf)
-        except tarfile.EOFHeaderError:   # the end-of-archive marker: a proper end
-            raise
-        except tarfile.EmptyHeaderError:
-            tf._fastrec_end = "the tar ends without its end-of-archive marker (truncated?)"
-            raise
-        except tarfile.HeaderError as err:
-            tf._fastrec_end = f"damaged header ({err})"
-            raise
 
 
 class _Budget:
@@ -529,13 +466,12 @@ def extract(archives: Sequence[str], dest: str, options: ExtractOptions | None =
 
 # ---------------------------------------------------------------- command line
 def cmd_extract(a: argparse.Namespace) -> int:
-    from fastrec.cli import UserError
     opts = ExtractOptions(jobs=a.jobs, fsync=not a.no_fsync, progress=a.progress,
                           buffer_bytes=a.buffer_mib << 20, also_done=tuple(a.skip_classes_in))
     try:
         s = extract(a.archives, a.dest, opts)
     except ExtractError as err:
-        raise UserError(str(err)) from err
+        raise UsageError(str(err)) from err
     for p in s.refused:
         print(f"refused\t{p.where}\t{p.reason}")
     for p in s.corrupt:

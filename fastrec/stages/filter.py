@@ -1,7 +1,7 @@
 """`fastrec filter`: move classes with too few images out of the tree (never delete them).
 
 A class is a visible sub-folder of ROOT; its image count is the number of files directly inside
-it whose extension is an image extension (`fastrec.lists.DEFAULT_EXTS` unless told), i.e. what
+it whose extension is an image extension (`fastrec.formats.lists.DEFAULT_EXTS` unless told), i.e. what
 `fastrec list --recursive` gives that class's label. Classes below the minimum move, whole, to
 `MOVE_TO/<class>` by `fastrec.fsutil.move`: a rename on one filesystem, copy + verify + remove
 across filesystems. Running it again changes nothing: the kept classes pass, the moved ones are
@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from fastrec import fsutil
-from fastrec.lists import DEFAULT_EXTS
+from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger(__name__)
 
 
-class FilterError(Exception):
+class FilterError(FastrecError):
     """The filter cannot run; the message names the path and what to do."""
 
 
@@ -50,7 +51,7 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
     root: the tree whose sub-folders are classes. min_images: the least number of images a
     class keeps its place with (a count, default none: required). move_to: where small classes
     go; created if missing; must not overlap `root`. exts: lower-case image extensions, default
-    `fastrec.lists.DEFAULT_EXTS`. dry_run: report only, change nothing. progress: "auto", "on"
+    `fastrec.formats.lists.DEFAULT_EXTS`. dry_run: report only, change nothing. progress: "auto", "on"
     or "off" (default) for a progress bar over classes.
     """
     exts = tuple(e.lower() for e in exts)
@@ -97,12 +98,11 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
 
 # ---------------------------------------------------------------- command line
 def cmd_filter(a: argparse.Namespace) -> int:
-    from fastrec.cli import UserError
     try:
         s = filter_classes(a.root, a.min_images, a.move_to, exts=a.exts, dry_run=a.dry_run,
                            progress=a.progress)
     except FilterError as err:
-        raise UserError(str(err)) from err
+        raise UsageError(str(err)) from err
     verb = "would move" if s.dry_run else "moved"
     for name, n in s.moved:
         print(f"{verb}\t{name}\t{n}")

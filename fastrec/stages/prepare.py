@@ -18,14 +18,16 @@ import tomllib
 from dataclasses import dataclass, field
 
 from fastrec.fsutil import atomic_write
-from fastrec.pack import Job, PackOptions, pack_jobs
-from fastrec.lists import ListOptions, find_lists, make_lists
+from fastrec.engine.local import Job, pack_jobs
+from fastrec.engine.options import PackOptions
+from fastrec.formats.lists import ListOptions, find_lists, make_lists
+from fastrec.errors import FastrecError
 
 STATE_NAME = "prepare.state.json"
 STAGES = ("raid", "extract", "filter", "split", "list", "pack")
 
 
-class PrepareError(Exception):
+class PrepareError(FastrecError):
     """The chain cannot start or go on; the message says what to do."""
 
 
@@ -98,7 +100,7 @@ def _pack_stage(cfg: PrepareConfig) -> dict:
     out = {}
     source = None
     if cfg.from_tar:
-        from fastrec.tarsource import cache_path, index_for
+        from fastrec.engine.sources import cache_path, index_for
         source = index_for(cfg.archives, cache_path(os.path.join(cfg.work, "train")))
     for split in ("train", "val"):
         _, lists = find_lists(os.path.join(cfg.work, split))
@@ -109,7 +111,7 @@ def _pack_stage(cfg: PrepareConfig) -> dict:
             job.source = source
         opts = dataclasses.replace(cfg.pack, resume=True, progress=cfg.progress)
         if cfg.pack.dask:
-            from fastrec.distributed import pack_jobs_dask
+            from fastrec.engine.cluster import pack_jobs_dask
             summary = pack_jobs_dask(jobs, opts, cfg.pack.dask, cfg.pack.shard_size)
         else:
             summary = pack_jobs(jobs, opts)
@@ -120,7 +122,7 @@ def _pack_stage(cfg: PrepareConfig) -> dict:
 
 def _list_from_tar(cfg: PrepareConfig) -> dict:
     """Filter, split and list on the archives' index: the lists the moves would have given."""
-    from fastrec.tarsource import make_lists_from_tar
+    from fastrec.stages.tarlists import make_lists_from_tar
     made = make_lists_from_tar(os.path.join(cfg.work, "train"), cfg.archives,
                                ListOptions(recursive=True, chunks=cfg.chunks), cfg.min_images,
                                cfg.val_per_class, cfg.seed, os.path.join(cfg.work, "val"), cfg.val_chunks)
@@ -151,14 +153,14 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
     if name == "raid":
         if not cfg.raid_devices:
             return None
-        from fastrec.raid import RaidOptions, create_raid
+        from fastrec.stages.raid import RaidOptions, create_raid
         return _summary_dict(create_raid(RaidOptions(cfg.raid_devices, cfg.raid_mount), execute=cfg.raid_execute))
     if name in ("extract", "filter", "split") and cfg.from_tar:
         return None    # done on the index by the list stage
     if name == "extract":
         if not cfg.archives:
             return None
-        from fastrec.extract import ExtractOptions, extract
+        from fastrec.stages.extract import ExtractOptions, extract
         also = (cfg.small_root,) if cfg.small_root else ()
         s = extract(cfg.archives, cfg.root, ExtractOptions(jobs=cfg.extract_jobs, progress=cfg.progress,
                                                            also_done=also))
@@ -167,7 +169,7 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
     if name == "filter":
         if not cfg.min_images:
             return None
-        from fastrec.filter import filter_classes
+        from fastrec.stages.filter import filter_classes
         s = filter_classes(cfg.root, cfg.min_images, cfg.small_root or os.path.join(cfg.work, "small-classes"),
                            progress=cfg.progress)
         return {"kept": len(s.kept), "kept_images": s.kept_images, "moved": [list(m) for m in s.moved],
@@ -175,7 +177,7 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
     if name == "split":
         if not cfg.val_per_class:
             return None
-        from fastrec.split import split_classes
+        from fastrec.stages.split import split_classes
         s = split_classes(cfg.root, cfg.val_root, cfg.val_per_class, cfg.seed, progress=cfg.progress)
         return {"classes": s.classes, "moved": len(s.moves), "manifest": s.manifest}
     if name == "list":

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from fastrec import fsutil
+from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ PACKAGES = {"mdadm": "mdadm", "mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs",
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"  # not on a normal user's PATH, but where these live
 
 
-class RaidError(Exception):
+class RaidError(FastrecError):
     """The array cannot (or must not) be made; the message lists every reason and what to do."""
 
 
@@ -350,13 +351,12 @@ def create_raid(opts: RaidOptions, *, execute: bool = False, system: System | No
 
 # ---------------------------------------------------------------- command line
 def cmd_raid(a: argparse.Namespace) -> int:
-    from fastrec.cli import UserError
     opts = RaidOptions(devices=a.devices, mount=a.mount, fs=a.fs, chunk_kib=a.chunk, md=a.md,
                        persist=a.persist, force=a.force)
     try:
         s = create_raid(opts, execute=a.execute, system=default_system())
     except RaidError as err:
-        raise UserError(str(err)) from err
+        raise UsageError(str(err)) from err
     if not s.executed:
         print("# dry run: these commands would run (pass --execute to run them, as root)")
         for line in s.plan.shell():

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from fastrec import fsutil
-from fastrec.lists import DEFAULT_EXTS
+from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ MANIFEST_VERSION = 1
 UNDONE_SUFFIX = ".undone"
 
 
-class SplitError(Exception):
+class SplitError(FastrecError):
     """The split cannot go ahead; the message names the path or class and what to do."""
 
 
@@ -160,7 +161,7 @@ def split_classes(root: str, val_root: str, per_class: int, seed: int = 0, *,
     root: the training tree (sub-folders are classes). val_root: the validation tree, created
     if missing, must not overlap `root`. per_class: images moved per class (a count); every class
     must have more. seed: an integer; the same seed gives the same split (default 0). exts:
-    image extensions, default `fastrec.lists.DEFAULT_EXTS`. manifest: where the move list is
+    image extensions, default `fastrec.formats.lists.DEFAULT_EXTS`. manifest: where the move list is
     written, default `val_root/.fastrec-split.jsonl`; if it exists (an interrupted or finished
     split with the same arguments) its moves are finished instead of drawing again. dry_run:
     plan and report only; nothing is written. progress: "auto", "on" or "off" (default).
@@ -228,21 +229,20 @@ def undo_split(manifest: str, *, progress: str = "off") -> UndoSummary:
 
 # ---------------------------------------------------------------- command line
 def cmd_split(a: argparse.Namespace) -> int:
-    from fastrec.cli import UserError
     try:
         if a.undo:
             if a.root or a.val_root:
-                raise UserError("--undo MANIFEST takes no ROOT or --val-root (the manifest names them)")
+                raise UsageError("--undo MANIFEST takes no ROOT or --val-root (the manifest names them)")
             u = undo_split(a.undo, progress=a.progress)
             print(f"moved {u.restored} images back ({u.already} were already back); "
                   f"manifest renamed to {u.manifest}{UNDONE_SUFFIX}")
             return 0
         if not a.root or not a.val_root:
-            raise UserError("give ROOT and --val-root DIR (or --undo MANIFEST)")
+            raise UsageError("give ROOT and --val-root DIR (or --undo MANIFEST)")
         s = split_classes(a.root, a.val_root, a.per_class, a.seed, exts=a.exts, manifest=a.manifest,
                           dry_run=a.dry_run, progress=a.progress)
     except SplitError as err:
-        raise UserError(str(err)) from err
+        raise UsageError(str(err)) from err
     if s.dry_run:
         for src, dst in s.moves:
             print(f"would move\t{src}\t{dst}")

@@ -1,0 +1,96 @@
+"""`fastrec list --from-tar`: the lists that extract, filter, split and list would write, made from
+the tar index alone (no file is extracted or moved).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from fastrec.engine.sources import TarIndex, cache_path, index_for
+from fastrec.formats.lists import ImageEntry, ListError, make_lists
+from fastrec.stages.split import choose
+
+
+def walk_entries(paths: Iterable[str]) -> list[ImageEntry]:
+    """The entries `list --recursive` gives for a tree holding exactly `paths`: a pre-order walk
+    with each folder's files (sorted) before its sub-folders (sorted), labels dense per folder."""
+    tree: dict = {}
+    for p in paths:
+        node = tree
+        *dirs, name = p.split("/")
+        for d in dirs:
+            node = node.setdefault(d + "/", {})
+        node[name] = None
+    entries: list[ImageEntry] = []
+    labels: dict[str, int] = {}
+
+    def visit(node: dict, prefix: str) -> None:
+        files = sorted(k for k, v in node.items() if v is None)
+        for name in files:
+            label = labels.setdefault(prefix, len(labels))
+            entries.append(ImageEntry(len(entries), prefix + name, (float(label),)))
+        for d in sorted((k for k, v in node.items() if v is not None), key=lambda k: k[:-1]):
+            visit(node[d], prefix + d)
+
+    visit(tree, "")
+    return entries
+
+
+@dataclass
+class TarSplit:
+    """Train/val paths after filter and split, done on the index as the file moves would."""
+
+    train: list[str]
+    val: list[str]
+    small_classes: list[tuple[str, int]]
+
+
+def split_index(index: TarIndex, min_images: int = 0, val_per_class: int = 0, seed: int = 0) -> TarSplit:
+    """What `fastrec filter` then `fastrec split` would leave in the train and val trees."""
+    by_class: dict[str, list[str]] = {}
+    for rel in index.members:
+        cls, _, name = rel.partition("/")
+        if "/" not in name:                      # filter and split look at a class's own files
+            by_class.setdefault(cls, []).append(name)
+    train, val, small = [], [], []
+    for cls in sorted(by_class):
+        names = sorted(by_class[cls])
+        if len(names) < min_images:
+            small.append((cls, len(names)))
+            continue
+        if val_per_class:
+            if len(names) <= val_per_class:
+                raise ListError(f"class {cls} has {len(names)} images, too few for --val-per-class "
+                                f"{val_per_class} (one must stay for training)")
+            chosen = set(choose(names, val_per_class, seed, cls))
+        else:
+            chosen = set()
+        for name in names:
+            (val if name in chosen else train).append(f"{cls}/{name}")
+    return TarSplit(train, val, small)
+
+
+@dataclass
+class TarLists:
+    train: object                    # lists.ListResult
+    val: object | None
+    split: TarSplit
+    rejected: list[tuple[str, str]]
+
+
+def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: int = 0,
+                        val_per_class: int = 0, seed: int = 0, val_prefix: str | None = None,
+                        val_chunks: int = 1) -> TarLists:
+    """The .lst files `fastrec list --recursive` would write for the trees that extract, filter
+    (min_images) and split (val_per_class, seed) would leave, made from the index alone."""
+    if val_per_class and not val_prefix:
+        raise ListError("--val-per-class needs --val-prefix (where the validation lists go)")
+    index = index_for(archives, cache_path(prefix), tuple(opts.exts))
+    split = split_index(index, min_images, val_per_class, seed)
+    train = make_lists(prefix, ".", opts, entries=walk_entries(split.train))
+    val = None
+    if val_per_class:
+        val = make_lists(val_prefix, ".", dataclasses.replace(opts, chunks=val_chunks),
+                         entries=walk_entries(split.val))
+    return TarLists(train, val, split, index.rejected)
