@@ -223,7 +223,7 @@ def _read_record(f: BinaryIO) -> bytes | None:
 
     Like dmlc's reader it does not look at the padding bytes (`verify` does)."""
     pos = f.tell()
-    size = os.fstat(f.fileno()).st_size
+    size = f.seek(0, os.SEEK_END)   # files and in-memory buffers alike
     if pos >= size:
         return None
     rec = read_record_at(f, pos, size, padding=False)
