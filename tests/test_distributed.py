@@ -225,6 +225,9 @@ def test_negative_shard_size_is_a_clean_error(tree):
         pack_prefix(str(out / "data"), str(tree / "images"),
                     PackOptions(**OPTS, dask="tcp://127.0.0.1:9", shard_size=-5))
     assert not list(out.glob("*.rec*"))
+    from helpers_pack import fastrec_main
+    assert fastrec_main(["pack", out / "data", tree / "images", "--dask", "local:1", "--shard-size", "-5"]) == 2
+    assert not list(out.glob("*.rec*"))
 
 
 def _leftovers(out: Path) -> list[str]:
