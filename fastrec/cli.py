@@ -45,6 +45,9 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
                    help="resampling filter for --resize, antialiased when shrinking (auto: Lanczos-3 "
                         "when shrinking, Catmull-Rom bicubic when enlarging)")
     x.add_argument("--strict", action="store_true", help="exit non-zero if any image was skipped")
+    x.add_argument("--max-skipped", type=_share, default=None, metavar="SHARE",
+                   help="exit non-zero (1) if more than this share of the images was skipped, e.g. 5%% "
+                        "or 0.05 (default 1%%)")
     x.add_argument("--resume", action="store_true",
                    help="continue an interrupted pack where its .rec/.idx stop")
     x.add_argument("--max-pixels", type=int, default=None,
@@ -59,6 +62,17 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
                    help="run on a Dask cluster: a scheduler address, or local[:WORKERS] for a local one")
     x.add_argument("--shard-size", type=int, default=0,
                    help="with --dask: images per task (default: one task per .lst)")
+
+
+def _share(text: str) -> float:
+    """`5%` or `0.05` -> 0.05."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a share: {text!r} (write e.g. 5% or 0.05)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0% and 100%")
+    return value
 
 
 def _pack_args_to_options(a: argparse.Namespace):

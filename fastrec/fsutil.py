@@ -83,13 +83,20 @@ def atomic_write(path: str, data: bytes | str, *, mode: int = 0o644) -> None:
     tmp = partial_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)   # a full disk leaves no half-written temporary behind
+        except OSError:
+            pass
+        raise
     fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 

@@ -17,6 +17,7 @@ from fastrec.engine import PackError, PackOptions, pack_prefix  # noqa: E402
 from fastrec.demo.samples import make_odd_files, make_tree  # noqa: E402
 
 OUTPUTS = (".rec", ".idx", ".skipped.tsv")
+OPTS = dict(resize=96, quality=85, progress="off", max_skipped=1.0)   # the tree holds bad files on purpose
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def _read(out: Path) -> dict[str, bytes]:
 def local(tree) -> dict[str, bytes]:
     out = tree / "local"
     _lists(tree, out)
-    pack_prefix(str(out / "data"), str(tree / "images"), PackOptions(resize=96, quality=85, progress="off"))
+    pack_prefix(str(out / "data"), str(tree / "images"), PackOptions(**OPTS))
     files = _read(out)
     assert len(files) == 6 and files["data_0.rec"]
     return files
@@ -63,7 +64,7 @@ def test_cluster_run_matches_local_bytes(tree, local, cluster):
     c, _ = cluster
     out = tree / "cluster"
     _lists(tree, out)
-    opts = PackOptions(resize=96, quality=85, progress="off", dask=c.scheduler_address, shard_size=7)
+    opts = PackOptions(**OPTS, dask=c.scheduler_address, shard_size=7)
     summary = pack_prefix(str(out / "data"), str(tree / "images"), opts)
     assert _read(out) == local
     assert summary.skipped == 2 and summary.images == sum(b.count(b"\n") for n, b in local.items() if n.endswith(".idx"))
@@ -74,7 +75,7 @@ def test_local_cluster_address(tree, local):
     out = tree / "localcluster"
     _lists(tree, out)
     pack_prefix(str(out / "data"), str(tree / "images"),
-                PackOptions(resize=96, quality=85, progress="off", dask="local:2", shard_size=5))
+                PackOptions(**OPTS, dask="local:2", shard_size=5))
     assert _read(out) == local
 
 
@@ -92,7 +93,7 @@ def test_killed_worker_still_gives_the_same_bytes(tree, local, cluster, monkeypa
     monkeypatch.setattr(dist, "pack_shard", _slow_shard)
     out = tree / "killed"
     _lists(tree, out)
-    opts = PackOptions(resize=96, quality=85, progress="off", dask=c.scheduler_address, shard_size=3)
+    opts = PackOptions(**OPTS, dask=c.scheduler_address, shard_size=3)
     import threading
 
     def kill_one_worker():
@@ -114,5 +115,178 @@ def test_unreachable_scheduler_is_a_prompt_clear_error(tree):
     start = time.perf_counter()
     with pytest.raises(PackError, match="cannot reach the Dask scheduler"):
         pack_prefix(str(out / "data"), str(tree / "images"),
-                    PackOptions(progress="off", dask="tcp://127.0.0.1:9"))
+                    PackOptions(progress="off", max_skipped=1.0, dask="tcp://127.0.0.1:9"))
     assert time.perf_counter() - start < 60
+
+
+# ------------------------------------------------------------------ shard identity and reruns
+def _manifests(out: Path) -> dict[str, dict]:
+    """Each list's manifest, less the path of the list (which differs by folder)."""
+    import json
+    got = {}
+    for p in sorted(out.glob("*.manifest.json")):
+        m = json.loads(p.read_text())
+        m.pop("list")
+        got[p.name] = m
+    return got
+
+
+def _local_pack(tree: Path, name: str, lists=None, **opts) -> tuple[dict[str, bytes], dict]:
+    """A clean local pack (the reference) of the tree's lists, or of given .lst texts."""
+    out = tree / name
+    if lists is None:
+        _lists(tree, out)
+    else:
+        out.mkdir()
+        for lst_name, text in lists.items():
+            (out / lst_name).write_bytes(text)
+    pack_prefix(str(out / "data"), str(tree / "images"), PackOptions(**{**OPTS, **opts}))
+    return _read(out), _manifests(out)
+
+
+def _interrupted(tree: Path, name: str, shards: int = 3, shard_size: int = 5, **opts) -> Path:
+    """The state an interrupted --dask run leaves: the lists, and the first shards of each."""
+    from fastrec.engine.cluster import pack_shard, plan_shards
+    from fastrec.engine.local import Job
+    from fastrec.formats.lists import find_lists
+
+    out = tree / name
+    _lists(tree, out)
+    o = PackOptions(**{**OPTS, **opts})
+    for lst in find_lists(str(out / "data"))[1]:
+        job = Job.for_list(lst, str(tree / "images"))
+        os.makedirs(job.rec + ".shards")
+        for _, items, base in plan_shards(job, o, shard_size)[:shards]:
+            pack_shard(items, job.root, base, o)
+    (out / "data_0.rec.shards" / "000000000099.tmp-dead.rec").write_bytes(b"orphan of a killed worker")
+    return out
+
+
+def _rerun(cluster, out: Path, tree: Path, shard_size: int = 5, **opts):
+    c, _ = cluster
+    return pack_prefix(str(out / "data"), str(tree / "images"),
+                       PackOptions(**{**OPTS, **opts}, dask=c.scheduler_address, shard_size=shard_size))
+
+
+def _relabelled(text: bytes) -> bytes:
+    """The .lst with every label moved by one class (ids and paths unchanged)."""
+    lines = []
+    for line in text.decode().splitlines():
+        f = line.split("\t")
+        f[1] = "%f" % ((float(f[1]) + 1) % 4)
+        lines.append("\t".join(f))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_rerun_with_the_same_inputs_reuses_shards(tree, local, cluster):
+    out = _interrupted(tree, "same", shards=2)
+    summary = _rerun(cluster, out, tree)
+    assert _read(out) == local
+    assert _manifests(out) == _manifests(tree / "local")       # the same record of itself as a local pack
+    full = _rerun(cluster, _interrupted(tree, "same_none", shards=0), tree)
+    assert 0 < summary.bytes_in < full.bytes_in                # 2 shards per list were not packed again
+    assert not list(out.glob("*.shards")) and not list(out.glob("*.joining.*"))
+
+
+def test_rerun_with_another_resize_packs_everything_anew(tree, cluster):
+    out = _interrupted(tree, "resize")
+    _rerun(cluster, out, tree, resize=64)
+    assert _read(out) == _local_pack(tree, "resize_ref", resize=64)[0]
+
+
+def test_rerun_with_another_shard_size(tree, local, cluster):
+    for size in (3, 10):
+        out = _interrupted(tree, f"size{size}")
+        _rerun(cluster, out, tree, shard_size=size)
+        assert _read(out) == local, size
+
+
+def test_rerun_with_an_edited_or_relisted_lst(tree, cluster):
+    out = _interrupted(tree, "edited")
+    edited = {p.name: _relabelled(p.read_bytes()) for p in out.glob("*.lst")}
+    for name, text in edited.items():
+        (out / name).write_bytes(text)
+    _rerun(cluster, out, tree)
+    want, want_manifests = _local_pack(tree, "edited_ref", lists=edited)
+    assert _read(out) == want and _manifests(out) == want_manifests
+
+    out = _interrupted(tree, "relisted")
+    make_lists(str(out / "data"), str(tree / "images"), ListOptions(recursive=True, chunks=2, shuffle=False))
+    relisted = {p.name: p.read_bytes() for p in out.glob("*.lst")}
+    _rerun(cluster, out, tree)
+    assert _read(out) == _local_pack(tree, "relisted_ref", lists=relisted)[0]
+
+
+def test_negative_shard_size_is_a_clean_error(tree):
+    from fastrec.errors import UsageError
+    out = tree / "negative"
+    _lists(tree, out)
+    with pytest.raises(UsageError, match="--shard-size"):
+        pack_prefix(str(out / "data"), str(tree / "images"),
+                    PackOptions(**OPTS, dask="tcp://127.0.0.1:9", shard_size=-5))
+    assert not list(out.glob("*.rec*"))
+    from helpers_pack import fastrec_main
+    assert fastrec_main(["pack", out / "data", tree / "images", "--dask", "local:1", "--shard-size", "-5"]) == 2
+    assert not list(out.glob("*.rec*"))
+
+
+def _leftovers(out: Path) -> list[str]:
+    return sorted(p.name for p in out.rglob("*") if ".tmp-" in p.name or ".joining" in p.name)
+
+
+def test_full_disk_during_the_join_is_clean_and_rerun_completes(tree, local, cluster, monkeypatch):
+    import errno
+    import shutil as shutil_mod
+    import fastrec.engine.cluster as dist
+    from fastrec.errors import EnvironmentFault
+
+    out = tree / "joinfull"
+    _lists(tree, out)
+    real = shutil_mod.copyfileobj
+    calls = {"n": 0}
+
+    def copy_then_fail(src, dst, *a):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst, *a)
+
+    monkeypatch.setattr(dist.shutil, "copyfileobj", copy_then_fail)
+    with pytest.raises(EnvironmentFault, match="run the same command again") as err:
+        _rerun(cluster, out, tree)
+    assert "--resume" not in str(err.value)
+    assert _leftovers(out) == []
+    shards = sorted(p.name for p in out.rglob("*.shards/*"))
+    assert shards                                   # kept for the rerun
+    monkeypatch.undo()
+    _rerun(cluster, out, tree)
+    assert _read(out) == local
+
+
+def _small_tmpfs(path: Path, size: int) -> bool:
+    import subprocess
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_full_disk_during_shards_is_clean_and_rerun_completes(tree, local, cluster):
+    import subprocess
+    from fastrec.errors import EnvironmentFault
+
+    out = tree / "shardfull"
+    total = sum(len(b) for b in local.values())
+    if not _small_tmpfs(out, max(16384, total // 3 // 4096 * 4096)):
+        pytest.skip("cannot mount a size-limited tmpfs here")
+    try:
+        _lists(tree, out)
+        with pytest.raises(EnvironmentFault, match="run the same command again") as err:
+            _rerun(cluster, out, tree, shard_size=3)
+        assert "No space left" in str(err.value) and "--resume" not in str(err.value)
+        assert _leftovers(out) == []
+        subprocess.run(["mount", "-o", "remount,size=8m", str(out)], check=True)
+        _rerun(cluster, out, tree, shard_size=3)
+        assert _read(out) == local
+        assert _leftovers(out) == [] and not list(out.glob("*.shards"))
+    finally:
+        subprocess.run(["umount", str(out)], capture_output=True)

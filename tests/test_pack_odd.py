@@ -105,7 +105,8 @@ def packed(odd):
         lst = odd_list(odd, name)
         opts = PackOptions(resize=flags_value(flags, "--resize", 0), quality=flags_value(flags, "--quality", 95),
                            color=flags_value(flags, "--color", 1),
-                           encoding=".png" if ".png" in flags else ".jpg", progress="off")
+                           encoding=".png" if ".png" in flags else ".jpg", progress="off",
+                           max_skipped=1.0)   # the odd list is mostly skips on purpose
         out[name] = (pack_prefix(str(lst.with_suffix("")), str(odd.root), opts), lst.with_suffix(".rec"))
     return out
 
@@ -213,7 +214,7 @@ def test_strict_exit_status(odd):
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "skipped" in r.stderr
     lst = odd_list(odd, "not_strict")
-    assert fastrec_main(["pack", lst.with_suffix(""), odd.root, "--progress", "off"]) == 0
+    assert fastrec_main(["pack", lst.with_suffix(""), odd.root, "--max-skipped", "100%", "--progress", "off"]) == 0
     good = [k for k in odd.keys if k not in SKIPS and k not in MAYBE]
     lst = odd_list(odd, "strict_clean", good)
     assert fastrec_main(["pack", lst.with_suffix(""), odd.root, "--strict", "--progress", "off"]) == 0
@@ -224,7 +225,8 @@ def test_threads_give_identical_outputs(odd, flags):
     outs = []
     for i, extra in enumerate([["--num-thread", "1"], ["--num-thread", "2", "--batch-size", "3"]]):
         lst = odd_list(odd, f"threads_{'_'.join(flags)}_{i}".replace("-", ""))
-        assert fastrec_main(["pack", lst.with_suffix(""), odd.root, *flags, *extra, "--progress", "off"]) == 0
+        assert fastrec_main(["pack", lst.with_suffix(""), odd.root, *flags, *extra, "--max-skipped", "100%",
+                             "--progress", "off"]) == 0
         outs.append(output_files(lst.parent, (".rec", ".idx", ".tsv")))
     assert outs[0] == outs[1]
     assert len(outs[0]) == 3 and all(outs[0].values())
@@ -348,12 +350,13 @@ def test_bomb_is_skipped_before_any_allocation(odd):
 def test_max_pixels_and_max_bytes_flags(odd):
     """--max-pixels and --max-bytes skip with their reasons, through the CLI."""
     lst = odd_list(odd, "limits", ["gray", "tiny_5x7", "px_1x1", "png_as_jpeg"])
-    assert fastrec_main(["pack", lst.with_suffix(""), odd.root, "--max-pixels", "1000", "--progress", "off"]) == 0
+    assert fastrec_main(["pack", lst.with_suffix(""), odd.root, "--max-pixels", "1000", "--max-skipped", "100%",
+                         "--progress", "off"]) == 0
     reasons = {p: r for p, r, _ in skipped_lines(lst.with_suffix(".rec"))}
     assert reasons == {"gray.JPEG": "too-many-pixels", "png_as_jpeg.JPEG": "too-many-pixels"}
     small = min(odd.files[k].stat().st_size for k in ["gray", "png_as_jpeg"])
     assert fastrec_main(["pack", lst.with_suffix(""), odd.root, "--max-bytes", str(small - 1),
-                         "--progress", "off"]) == 0
+                         "--max-skipped", "100%", "--progress", "off"]) == 0
     reasons = {p: r for p, r, _ in skipped_lines(lst.with_suffix(".rec"))}
     assert reasons == {"gray.JPEG": "file-too-large", "png_as_jpeg.JPEG": "file-too-large"}
 

@@ -19,10 +19,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from fastrec.formats.lists import ListOptions, make_lists
 from fastrec.engine.local import Job, pack_jobs, resume_point
 from fastrec.engine import PackError, PackOptions
+from fastrec.errors import EnvironmentFault, UsageError
 from fastrec.formats.recordio import record_end_in_file
 from fastrec.demo.samples import make_odd_files, make_tree
 
-PACK_FLAGS = ["--resize", "64", "--quality", "80", "--batch-size", "2", "--progress", "off"]
+PACK_FLAGS = ["--resize", "64", "--quality", "80", "--batch-size", "2", "--progress", "off",
+              "--max-skipped", "100%"]   # the tree holds bad files on purpose
 OUTPUTS = (".rec", ".idx", ".skipped.tsv")
 
 
@@ -145,7 +147,7 @@ def test_full_disk_stops_clearly_and_resumes(tree, reference, tmp_path):
         opts = PackOptions(resize=64, quality=80, batch_size=2, progress="off")
         if not mounted:
             pytest.skip("cannot mount a size-limited tmpfs here")
-        with pytest.raises(PackError, match="--resume"):
+        with pytest.raises(EnvironmentFault, match="--resume"):
             pack_jobs([job], opts)
         _assert_idx_within_rec(out_dir)
         partial = (out_dir / "data.rec").stat().st_size
@@ -197,10 +199,103 @@ def test_write_failure_mid_batch_keeps_idx_behind_rec(tree, reference, tmp_path,
     monkeypatch.setattr(pack_mod._Outputs, "__init__", init)
     job = Job.for_list(str(tmp_path / "data.lst"), str(tree / "images"))
     opts = PackOptions(resize=64, quality=80, batch_size=2, progress="off")
-    with pytest.raises(PackError, match="No space left"):
+    with pytest.raises(EnvironmentFault, match="No space left"):
         pack_jobs([job], opts)
     _assert_idx_within_rec(tmp_path)
     monkeypatch.undo()
     opts.resume = True
     pack_jobs([Job.for_list(str(tmp_path / "data.lst"), str(tree / "images"))], opts)
     assert _outputs(tmp_path) == reference
+
+
+# ------------------------------------------------------------------ --resume knows the run it continues
+PACKED_WITH = dict(resize=64, quality=80, batch_size=2, progress="off", max_skipped=1.0)
+CHANGED = {   # one other value for every setting that changes the bytes (engine.options.BYTE_SETTINGS)
+    "resize": 96, "center_crop": True, "quality": 50, "color": 0, "encoding": ".png", "pack_label": True,
+    "pass_through": True, "no_upscale": True, "filter": "bicubic", "subsampling": 444, "fast_dct": True,
+    "max_pixels": 1000, "max_bytes": 1000, "max_scans": 5,
+}
+
+
+@pytest.fixture
+def interrupted(tree, reference, tmp_path) -> Path:
+    """The state a kill leaves: the list, its manifest and the first half of the outputs."""
+    shutil.copy(tree / "data.lst", tmp_path / "data.lst")
+    shutil.copy(tree / "data.manifest.json", tmp_path / "data.manifest.json")
+    idx_lines = reference[".idx"].split(b"\n")[:-1]
+    half = len(idx_lines) // 2
+    rec_cut = int(idx_lines[half].split(b"\t")[1])
+    (tmp_path / "data.rec").write_bytes(reference[".rec"][:rec_cut])
+    (tmp_path / "data.idx").write_bytes(b"".join(line + b"\n" for line in idx_lines[:half]))
+    (tmp_path / "data.skipped.tsv").write_bytes(b"")
+    return tmp_path
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    import hashlib
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_every_byte_changing_setting_is_a_listed_setting():
+    from fastrec.engine.options import BYTE_SETTINGS
+    assert set(CHANGED) == set(BYTE_SETTINGS)
+    assert not {"num_thread", "batch_size", "progress", "resume", "dask", "shard_size"} & set(BYTE_SETTINGS)
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_resume_with_another_setting_is_refused_untouched(interrupted, tree, name):
+    before = _checksums(interrupted)
+    opts = PackOptions(**{**PACKED_WITH, name: CHANGED[name]}, resume=True)
+    job = Job.for_list(str(interrupted / "data.lst"), str(tree / "images"))
+    with pytest.raises(UsageError, match=rf"{name}: {PACKED_WITH.get(name, getattr(PackOptions, name))!r} "
+                                         rf"-> {CHANGED[name]!r}".replace(".", r"\.")):
+        pack_jobs([job], opts)
+    assert _checksums(interrupted) == before
+
+
+def test_resume_with_edited_labels_is_refused_untouched(interrupted, tree):
+    lst = interrupted / "data.lst"
+    lines = lst.read_text().splitlines(keepends=True)
+    fields = lines[0].split("\t")
+    fields[1] = "%f" % (float(fields[1]) + 1)    # relabel an item already packed
+    lines[0] = "\t".join(fields)
+    lst.write_text("".join(lines))
+    before = _checksums(interrupted)
+    with pytest.raises(UsageError, match="the list changed"):
+        pack_jobs([Job.for_list(str(lst), str(tree / "images"))], PackOptions(**PACKED_WITH, resume=True))
+    assert _checksums(interrupted) == before
+
+
+def test_resume_from_another_image_root_is_refused(interrupted, tree, tmp_path_factory):
+    other = tmp_path_factory.mktemp("copy") / "images"
+    shutil.copytree(tree / "images", other)
+    before = _checksums(interrupted)
+    with pytest.raises(UsageError, match="the images come from elsewhere"):
+        pack_jobs([Job.for_list(str(interrupted / "data.lst"), str(other))], PackOptions(**PACKED_WITH, resume=True))
+    assert _checksums(interrupted) == before
+
+
+def test_resume_refusal_on_the_command_line(interrupted, tree):
+    before = _checksums(interrupted)
+    cmd = [sys.executable, "-m", "fastrec", "pack", str(interrupted / "data"), str(tree / "images"),
+           *PACK_FLAGS, "--resume", "--resize", "96", "--quality", "50"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "resize: 64 -> 96" in proc.stderr and "quality: 80 -> 50" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _checksums(interrupted) == before
+
+
+def test_resume_with_the_same_settings_finishes_identically(interrupted, tree, reference):
+    pack_jobs([Job.for_list(str(interrupted / "data.lst"), str(tree / "images"))],
+              PackOptions(**PACKED_WITH, num_thread=3, resume=True))   # threads do not change bytes
+    assert _outputs(interrupted) == reference
+
+
+def test_resume_without_a_manifest_says_it_cannot_check(interrupted, tree, reference, caplog):
+    (interrupted / "data.manifest.json").unlink()     # a pack by im2rec or an older fastrec
+    with caplog.at_level("WARNING"):
+        pack_jobs([Job.for_list(str(interrupted / "data.lst"), str(tree / "images"))],
+                  PackOptions(**PACKED_WITH, resume=True))
+    assert "cannot check" in caplog.text
+    assert _outputs(interrupted) == reference

@@ -95,7 +95,7 @@ def test_non_image_members_are_reported_and_skipped(archive, tmp_path):
     assert any("corrupt inner tar" in why for why in rejected.values())
     # a member with an image name that is not an image is listed, then skipped by the packer
     make_lists_from_tar(str(tmp_path / "all"), [str(archive)], ListOptions(recursive=True, shuffle=False))
-    summary = pack_prefix(str(tmp_path / "all"), None, PackOptions(resize=32, progress="off"),
+    summary = pack_prefix(str(tmp_path / "all"), None, PackOptions(resize=32, progress="off", max_skipped=1.0),
                           archives=[str(archive)])
     assert summary.reasons == {"not-an-image": 1}
     assert b"n07777777/real.JPEG\tnot-an-image" in (tmp_path / "all.skipped.tsv").read_bytes()

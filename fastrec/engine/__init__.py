@@ -8,7 +8,9 @@ from typing import Sequence
 from fastrec.engine.local import Job, pack_jobs
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
+from fastrec.errors import DataError
 from fastrec.formats.lists import find_lists
+from fastrec.formats.manifest import read_manifest
 
 __all__ = ["PackError", "PackOptions", "Summary", "pack_prefix"]
 
@@ -47,4 +49,19 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
         summary = pack_jobs(jobs, opts)
     for line in summary.lines():
         log.info("%s", line)
+    _check_skipped_share(jobs, opts)
     return summary
+
+
+def _check_skipped_share(jobs: Sequence[Job], opts: PackOptions) -> None:
+    """The guard against a quietly thin dataset: the outputs are all written, but if more than
+    --max-skipped of the items (over all lists, resumed parts included) became skips, fail."""
+    expected = skipped = 0
+    for job in jobs:
+        manifest = read_manifest(job.manifest)
+        expected += manifest.expected if manifest else len(job.items)
+        skipped += manifest.skipped if manifest else 0
+    if expected and skipped > opts.max_skipped * expected:
+        raise DataError(f"{skipped} of {expected} images were skipped ({100 * skipped / expected:.2f} %), more "
+                        f"than --max-skipped {100 * opts.max_skipped:g} % allows; the outputs are written, "
+                        f"see the .skipped.tsv files for why (pass a higher --max-skipped to accept them)")

@@ -1,81 +1,157 @@
 """`fastrec pack --dask`: the same pack, cut into shards that run as tasks on a Dask cluster.
 
 Each shard (a run of consecutive items of one .lst) is packed by the native core on a worker
-into `<list>.rec.shards/<first item>.{rec,idx,skipped.tsv}`, written under temporary names and
-renamed only when whole, so a task that is retried after its worker died produces the same
-bytes and never a torn file, and a shard already on disk is not redone. The client then joins
-the shards in list order: records frame the same wherever they sit, so only the .idx offsets
-move, and the result is byte-identical to a local `fastrec pack`. The outputs and the image
-root must be on storage every worker sees.
+into `<list>.rec.shards/<first item>-<identity>.{rec,idx,skipped.tsv}`, written under temporary
+names and renamed only when whole, so a task that is retried after its worker died produces the
+same bytes and never a torn file. The identity is a digest of the shard's items (ids, labels,
+paths), the byte-changing settings and the source (image root or archives): a rerun reuses a
+shard on disk only if it was made from exactly the same inputs, and removes everything else in
+the folder (shards of other settings or lists, orphan temporaries) before it starts. The client
+then joins the shards in list order: records frame the same wherever they sit, so only the .idx
+offsets move, and the result (and its manifest) is byte-identical to a local `fastrec pack`.
+The outputs and the image root must be on storage every worker sees.
+
+A run that fails (a full disk, a lost cluster) is continued by running the same command again:
+complete shards are reused; `--resume` is not needed (and changes nothing here).
 """
 from __future__ import annotations
 
 import dataclasses
+import glob
+import hashlib
+import json
 import os
 import shutil
 import time
 import uuid
 
-from fastrec.engine.local import Job, pack_jobs
+from fastrec.engine.local import Job, finish_manifest, list_digest, pack_jobs, source_identity, start_manifest
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
+from fastrec.errors import EnvironmentFault
+from fastrec.formats.manifest import write_manifest
 from fastrec.progress import Progress
 
 SHARD_SUFFIXES = (".rec", ".idx", ".skipped.tsv")
+JOIN_SUFFIXES = (".rec", ".idx", ".skip")
 CONNECT_TIMEOUT_S = 15
+RERUN = "run the same command again to continue: complete shards are kept and reused"
 
 
 def _shard_dir(job: Job) -> str:
     return job.rec + ".shards"
 
 
-def _shard_base(job: Job, start: int) -> str:
-    return os.path.join(_shard_dir(job), f"{start:012d}")
+def shard_identity(job: Job, items: list, opts: PackOptions) -> str:
+    """A digest of what makes a shard's bytes: its items, the byte-changing settings, the source."""
+    h = hashlib.sha256()
+    h.update(list_digest(items).hexdigest().encode())
+    h.update(json.dumps([opts.settings(), source_identity(job)], sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+def _shard_base(job: Job, start: int, identity: str) -> str:
+    return os.path.join(_shard_dir(job), f"{start:012d}-{identity}")
+
+
+def _remove_stale(folder: str, keep: set[str]) -> None:
+    """Remove every file in a shard folder that is not a complete shard of this run's plan."""
+    for name in os.listdir(folder):
+        if name not in keep:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
 
 
 def pack_shard(items: list, root: str, base: str, opts: PackOptions, source=None) -> int:
     """Pack `items` into the shard files `base`.{rec,idx,skipped.tsv} (runs on a worker).
 
-    Idempotent: a shard already complete is kept. Returns the bytes read from the images."""
+    Idempotent: a shard already complete is kept (its name says it was made from these inputs).
+    On any failure its temporaries are removed. Returns the bytes read from the images."""
     if all(os.path.exists(base + s) for s in SHARD_SUFFIXES):
         return 0
     tmp = f"{base}.tmp-{uuid.uuid4().hex}"
     shard = Job(items, root, tmp + ".rec", tmp + ".idx", tmp + ".skipped.tsv", source)
-    summary = pack_jobs([shard], dataclasses.replace(opts, resume=False, progress="off", dask=None))
-    # .rec and .skipped.tsv first: the .idx appearing last marks the shard complete.
-    for suffix in (".rec", ".skipped.tsv", ".idx"):
-        os.replace(tmp + suffix, base + suffix)
+    try:
+        summary = pack_jobs([shard], dataclasses.replace(opts, resume=False, progress="off", dask=None))
+        # .rec and .skipped.tsv first: the .idx appearing last marks the shard complete.
+        for suffix in (".rec", ".skipped.tsv", ".idx"):
+            os.replace(tmp + suffix, base + suffix)
+    except BaseException as err:
+        _remove(tmp + s for s in SHARD_SUFFIXES)
+        cause = err if isinstance(err, OSError) else err.__cause__
+        if isinstance(cause, OSError):   # the machine, not the images (a full disk, an I/O error)
+            raise EnvironmentFault(f"packing the shard {base} failed: {cause.strerror or cause}") from None
+        raise
     return summary.bytes_in
 
 
-def join_shards(job: Job, starts: list[int], summary: Summary) -> None:
+def _remove(paths) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary) -> None:
     """Concatenate the shards in list order into the job's outputs, shifting .idx offsets."""
     tmp = f"{job.rec}.joining"
+    joined = [tmp + s for s in JOIN_SUFFIXES]
     summary.lists.append(job.rec)
-    with open(tmp + ".rec", "wb") as rec, open(tmp + ".idx", "wb") as idx, open(tmp + ".skip", "wb") as skip:
-        for start in starts:
-            base = _shard_base(job, start)
-            offset = rec.tell()
-            with open(base + ".rec", "rb") as part:
-                shutil.copyfileobj(part, rec, 1 << 22)
-            with open(base + ".idx", "rb") as part:
-                for line in part:
-                    key, pos = line.rstrip(b"\n").split(b"\t")
-                    idx.write(b"%s\t%d\n" % (key, int(pos) + offset))
-                    summary.images += 1
-            with open(base + ".skipped.tsv", "rb") as part:
-                for line in part:
-                    skip.write(line)
-                    summary.skipped += 1
-                    summary.reasons[line.split(b"\t")[1].decode()] += 1
-            summary.bytes_out += rec.tell() - offset
-        for f in (rec, idx, skip):
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp + ".rec", job.rec)
-    os.replace(tmp + ".skip", job.skipped)
-    os.replace(tmp + ".idx", job.idx)
+    images = skipped = written = 0
+    reasons = summary.reasons.copy()
+    try:
+        with open(joined[0], "wb") as rec, open(joined[1], "wb") as idx, open(joined[2], "wb") as skip:
+            for base in bases:
+                offset = rec.tell()
+                with open(base + ".rec", "rb") as part:
+                    shutil.copyfileobj(part, rec, 1 << 22)
+                with open(base + ".idx", "rb") as part:
+                    for line in part:
+                        key, pos = line.rstrip(b"\n").split(b"\t")
+                        idx.write(b"%s\t%d\n" % (key, int(pos) + offset))
+                        images += 1
+                with open(base + ".skipped.tsv", "rb") as part:
+                    for line in part:
+                        skip.write(line)
+                        skipped += 1
+                        reasons[line.split(b"\t")[1].decode()] += 1
+                written += rec.tell() - offset
+            for f in (rec, idx, skip):
+                f.flush()
+                os.fsync(f.fileno())
+        manifest = start_manifest(job, opts)
+        write_manifest(job.manifest, manifest)   # incomplete while the outputs are being replaced
+        os.replace(joined[0], job.rec)
+        os.replace(joined[2], job.skipped)
+        os.replace(joined[1], job.idx)
+        write_manifest(job.manifest, finish_manifest(job, manifest))
+    except OSError as err:
+        _remove(joined)
+        raise EnvironmentFault(f"joining the shards into {job.rec} failed: {err.strerror or err}; fix that "
+                               f"and {RERUN}") from err
+    summary.images += images
+    summary.skipped += skipped
+    summary.reasons = reasons
+    summary.bytes_out += written
     shutil.rmtree(_shard_dir(job), ignore_errors=True)
+
+
+def _settle(client, futures: list, interrupted: bool, timeout_s: float = 120) -> None:
+    """After a failure: let the other shards end (each one finished is reused by the rerun), so
+    that no task writes into the shard folder after the run has returned; after Ctrl-C, cancel."""
+    from dask.distributed import wait
+
+    if interrupted:
+        client.cancel(futures)
+        return
+    try:
+        wait(futures, timeout=timeout_s)
+    except Exception:   # a lost cluster or the timeout: leave it to the rerun's clean-up
+        pass
 
 
 def _client(address: str):
@@ -96,36 +172,56 @@ def _client(address: str):
                         f"({type(err).__name__}: {err}); check the address and that it is running") from err
 
 
+def plan_shards(job: Job, opts: PackOptions, shard_size: int) -> list[tuple[int, list, str]]:
+    """(start, items, base) of each shard of a job; 0 = one shard for the whole list."""
+    size = shard_size or max(len(job.items), 1)
+    plan = []
+    for start in range(0, len(job.items), size) or [0]:
+        items = job.items[start:start + size]
+        plan.append((start, items, _shard_base(job, start, shard_identity(job, items, opts))))
+    return plan
+
+
 def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size: int = 0,
                    retries: int = 3) -> Summary:
     """Pack `jobs` on a Dask cluster; the outputs equal those of `pack_jobs(jobs, opts)`."""
+    opts = dataclasses.replace(opts, shard_size=shard_size)
     opts.validate()
+    plans = []
+    for job in jobs:
+        plan = plan_shards(job, opts, shard_size)
+        os.makedirs(_shard_dir(job), exist_ok=True)
+        _remove_stale(_shard_dir(job), {os.path.basename(base) + s for _, _, base in plan for s in SHARD_SUFFIXES})
+        _remove(glob.glob(glob.escape(job.rec) + ".joining.*"))
+        plans.append((job, plan))
     client, cluster = _client(address)
     started = time.perf_counter()
     total = Summary()
+    futures: list = []
     try:
         from dask.distributed import as_completed
 
-        futures, plan = [], []
-        for job in jobs:
-            os.makedirs(_shard_dir(job), exist_ok=True)
-            size = shard_size or max(len(job.items), 1)
-            starts = list(range(0, len(job.items), size)) or [0]
-            plan.append((job, starts))
-            for start in starts:
-                items = job.items[start:start + size]
+        for job, plan in plans:
+            for _, items, base in plan:
                 # a tar source travels as the byte ranges of this shard's members only
                 source = job.source.subset(i.path for i in items) if job.source is not None else None
-                futures.append(client.submit(pack_shard, items, job.root, _shard_base(job, start), opts,
-                                             source, retries=retries, pure=False,
-                                             key=f"fastrec-shard-{uuid.uuid4().hex}"))
+                futures.append(client.submit(pack_shard, items, job.root, base, opts, source, retries=retries,
+                                             pure=False, key=f"fastrec-shard-{uuid.uuid4().hex}"))
         with Progress(opts.progress) as progress:
             progress.start("shards", len(futures))
             for fut in as_completed(futures):
-                total.bytes_in += fut.result()
+                try:
+                    total.bytes_in += fut.result()
+                except EnvironmentFault as err:
+                    raise EnvironmentFault(f"{err}; fix that and {RERUN}") from None
                 progress.advance(1, 0, 0)
-        for job, starts in plan:
-            join_shards(job, starts, total)
+        for job, plan in plans:
+            join_shards(job, [base for _, _, base in plan], opts, total)
+    except BaseException as err:
+        _settle(client, futures, interrupted=not isinstance(err, Exception))
+        for job, _ in plans:   # shards are kept for the rerun; their temporaries are not
+            _remove(glob.glob(os.path.join(glob.escape(_shard_dir(job)), "*.tmp-*")))
+        raise
     finally:
         client.close()
         if cluster is not None:

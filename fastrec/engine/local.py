@@ -4,11 +4,14 @@ Data flows one way: the .lst is cut into batches; worker threads each own a nati
 (decoder, encoder, buffers) and turn a batch into framed records without the GIL; the main
 thread appends finished batches in list order. Per batch it writes the .rec bytes first, then
 the skip lines, then the .idx lines, so the .idx never names a record that is not wholly in
-the .rec, and an interrupted pack can be resumed (see `resume_point`).
+the .rec, and an interrupted pack can be resumed (see `resume_point`). Beside the outputs, the
+manifest (formats/manifest.py) records the settings, list and source at the start and the counts
+at the end; `--resume` refuses to continue a pack whose manifest differs (`check_resumable`).
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
@@ -18,9 +21,13 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
+from fastrec._version import __version__
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Outcome, Summary
+from fastrec.errors import EnvironmentFault, UsageError
 from fastrec.formats.lists import ListItem, find_lists, read_list
+from fastrec.formats.manifest import (ListDigest, Manifest, label_key, manifest_path, read_manifest,
+                                      setting_differences, write_manifest)
 from fastrec.formats.recordio import record_end_in_file
 from fastrec.progress import Progress
 
@@ -40,12 +47,18 @@ class Job:
     idx: str
     skipped: str
     source: object = None   # a tarsource.TarIndex to read images from instead of files under root
+    lst: str = ""           # the .lst packed; "" for a Dask shard (no manifest of its own)
 
     @classmethod
     def for_list(cls, lst: str, root: str) -> "Job":
         """The outputs go beside the list, named after it (as im2rec names them)."""
         base = os.path.splitext(lst)[0]
-        return cls(list(read_list(lst)), root, base + ".rec", base + ".idx", base + ".skipped.tsv")
+        return cls(list(read_list(lst)), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
+                   lst=os.path.abspath(lst))
+
+    @property
+    def manifest(self) -> str:
+        return manifest_path(self.rec)
 
 
 # ---------------------------------------------------------------- per-item preparation
@@ -198,6 +211,87 @@ def _truncate(path: str, size: int) -> None:
         f.truncate(size)
 
 
+# ---------------------------------------------------------------- the manifest
+def source_identity(job: Job) -> dict:
+    """Where the images come from: the image root, or the archives (path and size)."""
+    if job.source is not None:
+        return {"archives": [[os.path.abspath(a), os.path.getsize(a)] for a in job.source.archives]}
+    return {"root": os.path.abspath(job.root)}
+
+
+def list_digest(items: Iterable[ListItem]) -> ListDigest:
+    digest = ListDigest()
+    for item in items:
+        digest.update(item.id, item.labels, item.path)
+    return digest
+
+
+def start_manifest(job: Job, opts: PackOptions) -> Manifest:
+    """The manifest of a pack that is starting: what it will make, from what, and how."""
+    digest = list_digest(job.items)
+    return Manifest(fastrec=__version__, settings=opts.settings(), list=job.lst,
+                    list_digest=digest.hexdigest(), source=source_identity(job),
+                    expected=len(job.items), classes=digest.classes)
+
+
+def finish_manifest(job: Job, manifest: Manifest) -> Manifest:
+    """`manifest` with the counts of the finished outputs: the list walked against the skip lines
+    (each item is a record or, in list order, a skip line), the records counted in the .idx."""
+    skip_lines = _complete_lines(job.skipped)
+    reasons: collections.Counter = collections.Counter()
+    per_class: collections.Counter = collections.Counter()
+    k = 0
+    for item in job.items:
+        if k < len(skip_lines) and skip_lines[k].split(b"\t", 1)[0] == os.fsencode(item.path):
+            reasons[skip_lines[k].split(b"\t")[1].decode("utf-8", "replace")] += 1
+            k += 1
+        elif item.labels:
+            per_class[label_key(item.labels[0])] += 1
+    written = len(_complete_lines(job.idx))
+    return dataclasses.replace(manifest, written=written, skipped=len(skip_lines), reasons=dict(reasons),
+                               per_class=dict(per_class),
+                               complete=written + len(skip_lines) == manifest.expected == written + k)
+
+
+def _write_manifest(job: Job, manifest: Manifest, out: "_Outputs | None" = None) -> None:
+    try:
+        write_manifest(job.manifest, manifest)
+    except OSError as err:
+        if out is not None:
+            out.close(sync=False)
+        raise EnvironmentFault(f"writing {job.manifest} failed: {err.strerror}; fix that and rerun with "
+                               f"--resume to continue where it stopped") from err
+
+
+def _describe_source(source: dict) -> str:
+    if "root" in source:
+        return f"the image root {source['root']}"
+    return "the archives " + ", ".join(f"{path} ({size} bytes)" for path, size in source.get("archives", []))
+
+
+def check_resumable(job: Job, fresh: Manifest) -> None:
+    """Refuse (UsageError) to resume outputs whose manifest says they were made with other
+    settings, from another list or from other images; without a manifest, say it cannot check."""
+    old = read_manifest(job.manifest)
+    if old is None:
+        if os.path.exists(job.rec):
+            log.warning("%s has no manifest (made by im2rec or an older fastrec): cannot check that it was "
+                        "packed with these settings and this list; resuming as asked", job.rec)
+        return
+    problems = []
+    changed = setting_differences(old.settings, fresh.settings)
+    if changed:
+        problems.append("the settings differ (" + "; ".join(changed) + ")")
+    if old.list_digest != fresh.list_digest:
+        problems.append(f"the list changed: the ids, labels or paths of {job.lst} are not the ones packed")
+    if old.source != fresh.source:
+        problems.append(f"the images come from elsewhere ({_describe_source(old.source)} -> "
+                        f"{_describe_source(fresh.source)})")
+    if problems:
+        raise UsageError(f"cannot --resume {job.rec}: " + "; ".join(problems) + ". Rerun with what the "
+                         f"interrupted run used, or pack without --resume to start over (the files are untouched)")
+
+
 # ---------------------------------------------------------------- writing
 class _Outputs:
     """The three output files of a list, appended in the crash-safe order."""
@@ -239,9 +333,9 @@ class _Outputs:
             self.skip.flush()
             self.idx.write("".join(idx_lines).encode())
             self.idx.flush()
-        except OSError as err:
-            raise PackError(f"writing {err.filename or self.rec.name} failed: {err.strerror}; free some "
-                            f"space and rerun with --resume to continue where it stopped") from err
+        except OSError as err:   # the disk, not the images: stop, resumable
+            raise EnvironmentFault(f"writing {err.filename or self.rec.name} failed: {err.strerror}; free "
+                                   f"some space and rerun with --resume to continue where it stopped") from err
         written = pos - self.pos
         self.pos = pos
         return len(chunks), written
@@ -256,7 +350,7 @@ class _Outputs:
                 f.close()
             except OSError as err:
                 if sync:
-                    raise PackError(f"closing {f.name} failed: {err.strerror}; rerun with --resume") from err
+                    raise EnvironmentFault(f"closing {f.name} failed: {err.strerror}; rerun with --resume") from err
                 try:
                     f.close()
                 except OSError:
@@ -269,13 +363,20 @@ def _batches(items: Sequence[ListItem], size: int) -> Iterator[Sequence[ListItem
 
 
 def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Progress) -> Summary:
-    """Pack one list into its .rec/.idx/.skipped.tsv (resuming if asked)."""
+    """Pack one list into its .rec/.idx/.skipped.tsv (resuming if asked) and its manifest."""
     summary = Summary(lists=[job.rec])
-    point = resume_point(job) if opts.resume else None
+    manifest = start_manifest(job, opts) if job.lst else None
+    point = None
+    if opts.resume:
+        if manifest is not None:
+            check_resumable(job, manifest)     # before anything is cut: a refusal leaves the files as they are
+        point = resume_point(job)
     todo = job.items[point.items_done:] if point else job.items
     if point:
         summary.resumed_from = point.items_done
     out = _Outputs(job, point)
+    if manifest is not None:   # after the outputs are opened: a stale manifest never vouches for new bytes
+        _write_manifest(job, manifest, out)
     started = time.perf_counter()
     progress.start(job.rec, len(job.items), done=point.items_done if point else 0)
     inflight: collections.deque[tuple[Sequence[ListItem], Future]] = collections.deque()
@@ -309,6 +410,8 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
         out.close(sync=False)
         raise
     out.close()
+    if manifest is not None:
+        _write_manifest(job, finish_manifest(job, manifest))
     summary.seconds = time.perf_counter() - started
     return summary
 

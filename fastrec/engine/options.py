@@ -4,11 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastrec._native.core import Worker
-from fastrec.errors import FastrecError
+from fastrec.errors import FastrecError, UsageError
 
 DEFAULT_MAX_PIXELS = 178956970   # Pillow's decompression-bomb limit
 DEFAULT_MAX_BYTES = 256 << 20
 DEFAULT_MAX_SCANS = 100          # libjpeg-turbo's TurboJPEG uses 500; real files have < 20
+DEFAULT_MAX_SKIPPED = 0.01       # more skipped images than this share ends the pack non-zero
+
+# The fields that change the bytes of the outputs: the manifest records them, and --resume and
+# the Dask shards refuse to continue work made with other values. The rest only change speed
+# or how the run is watched.
+BYTE_SETTINGS = ("resize", "center_crop", "quality", "color", "encoding", "pack_label", "pass_through",
+                 "no_upscale", "filter", "subsampling", "fast_dct", "max_pixels", "max_bytes", "max_scans")
 
 
 class PackError(FastrecError):
@@ -32,6 +39,7 @@ class PackOptions:
     subsampling: int = 420
     fast_dct: bool = False
     strict: bool = False
+    max_skipped: float = DEFAULT_MAX_SKIPPED   # share of the items (0..1) that may be skipped
     resume: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -56,6 +64,15 @@ class PackOptions:
             raise PackError(f"--resize must be 0 (keep) or a positive size, got {self.resize}")
         if self.num_thread < 1 or self.batch_size < 1:
             raise PackError("--num-thread and --batch-size must be at least 1")
+        if self.shard_size < 0:
+            raise UsageError(f"--shard-size must be 0 (one shard per list) or a positive count, "
+                             f"got {self.shard_size}")
+        if not 0 <= self.max_skipped <= 1:
+            raise UsageError(f"--max-skipped must be a share from 0% to 100%, got {self.max_skipped!r}")
+
+    def settings(self) -> dict:
+        """The byte-changing settings (BYTE_SETTINGS) by name, as the manifest records them."""
+        return {name: getattr(self, name) for name in BYTE_SETTINGS}
 
     def worker(self) -> Worker:
         return Worker(resize=self.resize, center_crop=self.center_crop, color=self.color,

@@ -35,12 +35,16 @@ assert _HEADER_NATIVE.size == HEADER_SIZE
 __all__ = [
     "IRHeader", "pack", "unpack", "frame", "frame_py", "RecordIOError",
     "RecordWriter", "RecordReader", "IndexedRecordReader", "read_index", "record_end",
-    "record_end_in_file",
+    "record_end_in_file", "read_record_at", "walk_records", "Framed", "FramingFault",
 ]
 
 
 class RecordIOError(ValueError):
     """A .rec or .idx file is not valid RecordIO; the message names the byte offset."""
+
+    def __init__(self, what: str, offset: int | None = None):
+        super().__init__(what if offset is None else f"{what} at byte {offset}")
+        self.what, self.offset = what, offset
 
 
 class IRHeader(NamedTuple):
@@ -104,74 +108,127 @@ def _segment_head(cflag: int, length: int) -> bytes:
     return struct.pack("<II", MAGIC, cflag << LEN_BITS | length)
 
 
+class Framed(NamedTuple):
+    """One record found by the framing walk: where it starts and ends, and its payload."""
+
+    offset: int
+    end: int
+    payload: bytes | None    # None when walked with payload=False
+
+
+class FramingFault(NamedTuple):
+    """A framing fault met by `walk_records`: the byte offset and what is wrong there."""
+
+    offset: int
+    what: str
+
+
+def _file_reads(f: BinaryIO):
+    def read(pos: int, n: int) -> bytes:
+        f.seek(pos)
+        return f.read(n)
+    return read
+
+
+def _buffer_reads(buf: bytes | memoryview):
+    return lambda pos, n: bytes(buf[pos:pos + n])
+
+
+def _frame(read, offset: int, size: int, payload: bool, padding: bool) -> Framed:
+    """The one framing walk: the record whose first segment starts at `offset` of data of `size`
+    bytes, read through `read(pos, n)`. Checks each segment's magic, the cflag sequence (0, or 1
+    2... 3), that it ends within the data and (payload and padding) that its padding is zero;
+    raises RecordIOError naming the offending segment's byte offset."""
+    pos, parts, first = offset, [], True
+    while True:
+        head = read(pos, 8) if pos + 8 <= size else b""
+        if len(head) < 8:
+            raise RecordIOError("truncated segment header", pos)
+        magic, lrec = struct.unpack("<II", head)
+        if magic != MAGIC:
+            raise RecordIOError(f"bad magic 0x{magic:08x}", pos)
+        cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
+        expected = (CFLAG_FULL, CFLAG_FIRST) if first else (CFLAG_MIDDLE, CFLAG_LAST)
+        if cflag not in expected:
+            raise RecordIOError(f"cflag {cflag} where {' or '.join(map(str, expected))} belongs", pos)
+        last = cflag in (CFLAG_FULL, CFLAG_LAST)
+        padded = length + (-length % 4 if last else 0)
+        if pos + 8 + padded > size:
+            raise RecordIOError(f"segment of {length} bytes runs past the end of the data ({size} bytes)", pos)
+        if payload:
+            data = read(pos + 8, padded)
+            if len(data) < padded:
+                raise RecordIOError(f"segment is truncated ({len(data)} of {padded} bytes)", pos)
+            if padding and last and any(data[length:]):
+                raise RecordIOError("non-zero padding", pos)
+            parts.append(data[:length])
+        pos += 8 + padded
+        first = False
+        if last:
+            return Framed(offset, pos, MAGIC_BYTES.join(parts) if payload else None)
+
+
 def record_end(buf: bytes | memoryview, offset: int) -> int:
     """Offset just past the record that starts at `offset` in `buf` (validating its framing)."""
-    pos, first = offset, True
-    while True:
-        if pos + 8 > len(buf):
-            raise RecordIOError(f"truncated segment header at byte {pos}")
-        magic, lrec = struct.unpack_from("<II", buf, pos)
-        if magic != MAGIC:
-            raise RecordIOError(f"bad magic 0x{magic:08x} at byte {pos}")
-        cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
-        if cflag > CFLAG_LAST or (first and cflag not in (CFLAG_FULL, CFLAG_FIRST)) or (
-                not first and cflag not in (CFLAG_MIDDLE, CFLAG_LAST)):
-            raise RecordIOError(f"unexpected cflag {cflag} at byte {pos}")
-        pos += 8 + length
-        if cflag in (CFLAG_FULL, CFLAG_LAST):
-            pos += -length % 4
-            if pos > len(buf):
-                raise RecordIOError(f"record at byte {offset} runs past the end of the data ({len(buf)} bytes)")
-            return pos
-        if pos > len(buf):
-            raise RecordIOError(f"record at byte {offset} runs past the end of the data ({len(buf)} bytes)")
-        first = False
+    return _frame(_buffer_reads(buf), offset, len(buf), payload=False, padding=False).end
 
 
 def record_end_in_file(f: BinaryIO, offset: int, size: int) -> int | None:
     """End of the record starting at `offset` in an open file of `size` bytes, or None when the
     record is not whole there (bad head, wrong cflag sequence, or running past the end)."""
-    pos = offset
-    while True:
-        f.seek(pos)
-        head = f.read(8)
-        if len(head) < 8:
-            return None
-        magic, lrec = struct.unpack("<II", head)
-        cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
-        first = pos == offset
-        if magic != MAGIC or cflag > CFLAG_LAST or first != (cflag in (CFLAG_FULL, CFLAG_FIRST)):
-            return None
-        pos += 8 + length
-        if cflag in (CFLAG_FULL, CFLAG_LAST):
-            pos += -length % 4
-            return pos if pos <= size else None
-        if pos > size:
-            return None
+    try:
+        return _frame(_file_reads(f), offset, size, payload=False, padding=False).end
+    except RecordIOError:
+        return None
+
+
+def read_record_at(f: BinaryIO, offset: int, size: int, padding: bool = True) -> Framed:
+    """The record starting at `offset` of an open file of `size` bytes, payload included."""
+    return _frame(_file_reads(f), offset, size, payload=True, padding=padding)
+
+
+def walk_records(f: BinaryIO, size: int, payload: bool = True):
+    """Walk a whole .rec from its start: yield a Framed per well-framed record and a FramingFault
+    per fault. After a fault the walk resynchronises at the next aligned magic word that starts a
+    record (cflag 0 or 1), as dmlc's splitter would; bytes too few for a segment at the end are a
+    fault too."""
+    read = _file_reads(f)
+    pos = 0
+    while pos + 8 <= size:
+        try:
+            rec = _frame(read, pos, size, payload=payload, padding=payload)
+        except RecordIOError as err:
+            yield FramingFault(err.offset, err.what)
+            pos = _next_record_head(read, pos + 4, size)
+            continue
+        yield rec
+        pos = rec.end
+    if pos < size:
+        yield FramingFault(pos, f"{size - pos} trailing bytes after the last record")
+
+
+def _next_record_head(read, pos: int, size: int) -> int:
+    """The next aligned offset that holds a magic word followed by a record-start cflag."""
+    pos = (pos + 3) & ~3
+    while pos + 8 <= size:
+        magic, lrec = struct.unpack("<II", read(pos, 8))
+        if magic == MAGIC and (lrec >> LEN_BITS) in (CFLAG_FULL, CFLAG_FIRST):
+            return pos
+        pos += 4
+    return size
 
 
 def _read_record(f: BinaryIO) -> bytes | None:
-    """Read one logical record from a file positioned at a record head; None at end of file."""
-    parts, first = [], True
-    while True:
-        pos = f.tell()
-        head = f.read(8)
-        if not head and first:
-            return None
-        if len(head) < 8:
-            raise RecordIOError(f"truncated segment header at byte {pos}")
-        magic, lrec = struct.unpack("<II", head)
-        if magic != MAGIC:
-            raise RecordIOError(f"bad magic 0x{magic:08x} at byte {pos}")
-        cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
-        want = length + (-length % 4 if cflag in (CFLAG_FULL, CFLAG_LAST) else 0)
-        data = f.read(want)
-        if len(data) < want:
-            raise RecordIOError(f"segment at byte {pos} is truncated ({len(data)} of {want} bytes)")
-        parts.append(data[:length])
-        if cflag in (CFLAG_FULL, CFLAG_LAST):
-            return MAGIC_BYTES.join(parts)
-        first = False
+    """Read one logical record from a file positioned at a record head; None at end of file.
+
+    Like dmlc's reader it does not look at the padding bytes (`verify` does)."""
+    pos = f.tell()
+    size = f.seek(0, os.SEEK_END)   # files and in-memory buffers alike
+    if pos >= size:
+        return None
+    rec = read_record_at(f, pos, size, padding=False)
+    f.seek(rec.end)
+    return rec.payload
 
 
 class RecordWriter:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import io
 import math
 import os
-import struct
 from dataclasses import dataclass, field
 
-from fastrec.formats.recordio import (CFLAG_FIRST, CFLAG_FULL, CFLAG_LAST, CFLAG_MIDDLE, LEN_BITS,
-                              MAGIC, MAGIC_BYTES, MAX_RECORD_LEN, RecordIOError, read_index, unpack)
+from fastrec.formats.recordio import FramingFault, RecordIOError, read_index, unpack, walk_records
 
 MAX_FAULTS = 100  # a report lists this many; the count covers all
 
@@ -66,57 +64,18 @@ class Report:
 def _scan(f: io.BufferedReader, size: int, report: Report):
     """Yield (record number, offset, payload) of each well-framed record; faults go to report.
 
-    After a framing fault the scan resynchronises at the next aligned magic that starts a
-    record (cflag 0 or 1), as dmlc's splitter would.
+    The walk is formats.recordio's: after a framing fault it resynchronises at the next aligned
+    magic that starts a record (cflag 0 or 1), as dmlc's splitter would.
     """
-    pos, n = 0, 0
     if size % 4:
         report.fault(None, size, f"file length {size} is not a multiple of 4 (dmlc refuses it)")
-    while pos + 8 <= size:
-        start, parts, first = pos, [], True
-        try:
-            while True:
-                f.seek(pos)
-                head = f.read(8)
-                magic, lrec = struct.unpack("<II", head)
-                if magic != MAGIC:
-                    raise RecordIOError(f"bad magic 0x{magic:08x}")
-                cflag, length = lrec >> LEN_BITS, lrec & MAX_RECORD_LEN
-                expected = (CFLAG_FULL, CFLAG_FIRST) if first else (CFLAG_MIDDLE, CFLAG_LAST)
-                if cflag not in expected:
-                    raise RecordIOError(f"cflag {cflag} where {' or '.join(map(str, expected))} belongs")
-                last = cflag in (CFLAG_FULL, CFLAG_LAST)
-                padded = length + (-length % 4 if last else 0)
-                if pos + 8 + padded > size:
-                    raise RecordIOError(f"segment of {length} bytes runs past the end of the file ({size})")
-                data = f.read(padded)
-                if last and any(data[length:]):
-                    raise RecordIOError("non-zero padding")
-                parts.append(data[:length])
-                pos += 8 + padded
-                first = False
-                if last:
-                    break
-        except RecordIOError as err:
-            report.fault(n, pos, str(err))
-            pos = _next_head(f, pos + 4, size)
+    n = 0
+    for found in walk_records(f, size):
+        if isinstance(found, FramingFault):
+            report.fault(n, found.offset, found.what)
             continue
-        yield n, start, MAGIC_BYTES.join(parts)
+        yield n, found.offset, found.payload
         n += 1
-    if pos < size:
-        report.fault(n, pos, f"{size - pos} trailing bytes after the last record")
-
-
-def _next_head(f, pos: int, size: int) -> int:
-    """The next aligned offset that holds a magic word followed by a record-start cflag."""
-    pos = (pos + 3) & ~3
-    while pos + 8 <= size:
-        f.seek(pos)
-        magic, lrec = struct.unpack("<II", f.read(8))
-        if magic == MAGIC and (lrec >> LEN_BITS) in (CFLAG_FULL, CFLAG_FIRST):
-            return pos
-        pos += 4
-    return size
 
 
 def _check_header(report: Report, n: int, offset: int, payload: bytes):
