@@ -41,8 +41,8 @@ static void on_error(j_common_ptr c)
     if (d->status == FR_OK)
         d->status = c->err->msg_code == JERR_OUT_OF_MEMORY ? FR_SKIP_NO_MEMORY : FR_SKIP_CORRUPT;
     if (c->err->msg_code == JERR_BAD_PRECISION || c->err->msg_code == JERR_NOT_COMPILED ||
-        c->err->msg_code == JERR_CONVERSION_NOTIMPL)
-        d->status = FR_SKIP_UNSUPPORTED;
+        c->err->msg_code == JERR_CONVERSION_NOTIMPL || c->err->msg_code == JERR_IMAGE_TOO_BIG)
+        d->status = FR_SKIP_UNSUPPORTED;   /* valid, beyond libjpeg (a side above 65500 too) */
     longjmp(d->escape, 1);
 }
 
@@ -120,7 +120,10 @@ int fr_decode_header(fr_decoder *d, const uint8_t *data, size_t len, const fr_de
     d->status = FR_OK;
     d->message[0] = 0;
     d->max_scans = lim->max_scans;
+    memset(info, 0, sizeof *info);
     if (setjmp(d->escape)) {
+        info->width = (int)ci->image_width;    /* from the frame header, when it was read */
+        info->height = (int)ci->image_height;
         jpeg_abort_decompress(ci);
         return d->status;
     }

@@ -7,6 +7,8 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
+_Static_assert(FR_JPEG_MAX_SIDE == JPEG_MAX_DIMENSION, "FR_JPEG_MAX_SIDE must be libjpeg's limit");
+
 struct fr_encoder {
     struct jpeg_compress_struct cinfo;
     struct jpeg_error_mgr jerr;

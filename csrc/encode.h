@@ -8,6 +8,9 @@
 #include "buffer.h"
 #include "status.h"
 
+/* The longest side libjpeg encodes (its JPEG_MAX_DIMENSION; encode.c checks they agree). */
+#define FR_JPEG_MAX_SIDE 65500
+
 typedef struct fr_encoder fr_encoder;
 
 typedef struct {

@@ -14,8 +14,6 @@
 #include "encode.h"
 #include "recordio.h"
 
-#define JPEG_MAX_SIDE 65535
-
 struct fr_worker {
     fr_decoder *dec;
     fr_encoder *enc;
@@ -64,9 +62,13 @@ static void fail(fr_result *res, int status, const char *message)
 
 static int clamp_int(int64_t v) { return v > INT_MAX ? INT_MAX : (int)v; }
 
-void fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh)
+int fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh)
 {
     int64_t r = o->resize;
+    if (w < 1 || h < 1) {     /* no image: no geometry (and no division by a zero side) */
+        *ow = *oh = 0;
+        return -1;
+    }
     if (r <= 0 || (o->no_upscale && (w < r || h < r))) {
         *ow = w;
         *oh = h;
@@ -77,6 +79,7 @@ void fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh)
         *ow = clamp_int((int64_t)w * r / h);
         *oh = (int)r;
     }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- orientation
@@ -323,11 +326,14 @@ static int plan_geometry(const fr_options *o, int dw, int dh, int *bx, int *by, 
         else
             *bx = (dw - dh) / 2, *bw = dh;
     }
-    fr_output_size(o, *bw, *bh, ow, oh);
-    if (*ow > JPEG_MAX_SIDE || *oh > JPEG_MAX_SIDE) {
+    if (fr_output_size(o, *bw, *bh, ow, oh)) {
+        fail(res, FR_SKIP_CORRUPT, "the image has no pixels");
+        return -1;
+    }
+    if (*ow > FR_JPEG_MAX_SIDE || *oh > FR_JPEG_MAX_SIDE) {
         res->status = FR_SKIP_OUTPUT_TOO_LARGE;
         snprintf(res->message, sizeof res->message, "%dx%d -> %dx%d exceeds JPEG's %d-pixel side",
-                 *bw, *bh, *ow, *oh, JPEG_MAX_SIDE);
+                 *bw, *bh, *ow, *oh, FR_JPEG_MAX_SIDE);
         return -1;
     }
     return 0;
@@ -341,6 +347,11 @@ static void pack_jpeg(fr_worker *w, const fr_options *o, const uint8_t *data, si
     int rc = fr_decode_header(w->dec, data, len, &lim, o->color != -1, &info);
     if (rc != FR_OK) {
         fail(res, rc, fr_decoder_message(w->dec));
+        /* libjpeg reads no side above FR_JPEG_MAX_SIDE; when the output would be that large
+         * too, that is the reason to give. */
+        int bx, by, bw, bh, ow, oh;
+        if (rc == FR_SKIP_UNSUPPORTED && (info.width > FR_JPEG_MAX_SIDE || info.height > FR_JPEG_MAX_SIDE))
+            plan_geometry(o, info.width, info.height, &bx, &by, &bw, &bh, &ow, &oh, res);
         return;
     }
     res->in_width = info.width;
@@ -408,19 +419,41 @@ void fr_pack_bytes(fr_worker *w, const fr_options *o, const uint8_t *data, size_
     pack_jpeg(w, o, data, len, h, out, res);
 }
 
-static int read_file(const char *path, uint64_t max_bytes, fr_buf *buf, fr_result *res)
+static const char *file_kind(mode_t m)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    return S_ISDIR(m) ? "a folder" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket"
+         : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a regular file";
+}
+
+/* A FIFO would block open() or read() forever, a device may act on being opened: anything but a
+ * regular file is refused from stat(), and the open itself cannot block (O_NONBLOCK) in case the
+ * path changed in between (fstat then refuses it). */
+static int open_regular(const char *path, struct stat *st, fr_result *res)
+{
+    if (stat(path, st)) {
         fail(res, FR_SKIP_READ_ERROR, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        fail(res, FR_SKIP_READ_ERROR, S_ISDIR(st.st_mode) ? "is a folder" : "not a regular file");
+    if (S_ISREG(st->st_mode)) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0) {
+            fail(res, FR_SKIP_READ_ERROR, strerror(errno));
+            return -1;
+        }
+        if (!fstat(fd, st) && S_ISREG(st->st_mode))
+            return fd;
         close(fd);
-        return -1;
     }
+    fail(res, FR_SKIP_NOT_REGULAR, file_kind(st->st_mode));
+    return -1;
+}
+
+static int read_file(const char *path, uint64_t max_bytes, fr_buf *buf, fr_result *res)
+{
+    struct stat st;
+    int fd = open_regular(path, &st, res);
+    if (fd < 0)
+        return -1;
     if ((uint64_t)st.st_size > max_bytes) {
         res->status = FR_SKIP_FILE_TOO_LARGE;
         snprintf(res->message, sizeof res->message, "%lld bytes, above the limit of %llu",
@@ -468,6 +501,11 @@ void fr_pack_pixels(fr_worker *w, const fr_options *o, const uint8_t *px, int wi
     res->in_width = width;
     res->in_height = height;
     res->scale_denom = 1;
+    if (!px || width < 1 || height < 1 || (channels != 1 && channels != 3 && channels != 4) ||
+        stride < (size_t)width * channels) {
+        fail(res, FR_SKIP_CORRUPT, "no pixels, or a pixel layout the packer does not take");
+        return;
+    }
     if ((uint64_t)width * height > o->max_pixels) {
         fail(res, FR_SKIP_TOO_MANY_PIXELS, "image has more pixels than the limit");
         return;

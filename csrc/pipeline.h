@@ -49,8 +49,9 @@ typedef struct fr_worker fr_worker;
 fr_worker *fr_worker_new(void);
 void fr_worker_free(fr_worker *w);
 
-/* The output size im2rec gives a (w, h) image: shorter edge = resize, longer floored. */
-void fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh);
+/* The output size im2rec gives a (w, h) image: shorter edge = resize, longer floored.
+ * Returns -1 (and 0 x 0) when a side is below 1. */
+int fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh);
 
 /* Pack the file at `path`; on success the framed record is appended to out. */
 void fr_pack_file(fr_worker *w, const fr_options *o, const char *path, const fr_record_head *h,

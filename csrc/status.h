@@ -14,9 +14,10 @@ typedef enum {
     FR_SKIP_TRUNCATED,       /* data ends before the image does */
     FR_SKIP_CORRUPT,         /* libjpeg rejected the data */
     FR_SKIP_UNSUPPORTED,     /* valid but not decodable here (e.g. 12-bit, lossless) */
-    FR_SKIP_OUTPUT_TOO_LARGE,/* output side would exceed JPEG's 65535 pixels */
+    FR_SKIP_OUTPUT_TOO_LARGE,/* output side would exceed FR_JPEG_MAX_SIDE (encode.h) */
     FR_SKIP_RECORD_TOO_LARGE,/* record would reach RecordIO's 2^29-byte limit */
     FR_SKIP_NO_MEMORY,
+    FR_SKIP_NOT_REGULAR,     /* a folder, FIFO, socket or device: never opened for reading */
     FR_STATUS_COUNT
 } fr_status;
 
@@ -25,7 +26,7 @@ static inline const char *fr_status_name(int s)
     static const char *const names[FR_STATUS_COUNT] = {
         "ok", "needs-fallback", "read-error", "empty-file", "file-too-large", "too-many-pixels",
         "too-many-scans", "truncated", "corrupt", "unsupported", "output-too-large",
-        "record-too-large", "out-of-memory",
+        "record-too-large", "out-of-memory", "not-a-regular-file",
     };
     return (s >= 0 && s < FR_STATUS_COUNT) ? names[s] : "unknown";
 }

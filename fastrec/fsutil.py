@@ -52,6 +52,29 @@ def class_folders(root: str) -> list[str]:
                   if not n.startswith(".") and os.path.isdir(os.path.join(root, n)))
 
 
+NOT_REGULAR = "not-a-regular-file"   # the skip reason for folders, FIFOs, sockets and devices
+
+
+class NotRegularFile(OSError):
+    """A path names a folder, FIFO, socket or device: it is never opened for reading."""
+
+
+def open_regular(path: str | bytes):
+    """Open a regular file for reading (binary) without ever blocking: anything else is refused
+    from stat() (a FIFO would block open() or read() forever; a device may act on being opened),
+    and the open cannot block (O_NONBLOCK) should the path change in between."""
+    st = os.stat(path)
+    if stat.S_ISREG(st.st_mode):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return os.fdopen(fd, "rb")
+        os.close(fd)
+    kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+    raise NotRegularFile(f"{os.fsdecode(path)} is {kind}, not a regular file")
+
+
 def partial_path(path: str) -> str:
     """The hidden temporary sibling a folder or file is assembled in: `PARENT/.NAME.partial`."""
     parent, name = os.path.split(os.path.abspath(path))

@@ -22,13 +22,17 @@ def harness_worker(opts: bytes) -> Worker:
     a, b, c, d = opts
     return Worker(resize=SIZES[a & 7], center_crop=bool(a >> 3 & 1), no_upscale=bool(a >> 4 & 1),
                   pass_through=(a >> 5 & 7) == 7, color=b % 3 - 1,
-                  filter=("triangle", "bicubic", "lanczos")[(b >> 2) % 3], raw=bool(b >> 4 & 1),
+                  filter=("triangle", "bicubic", "lanczos", "auto")[b >> 2 & 3], raw=bool(b >> 4 & 1),
                   fast_dct=bool(b >> 5 & 1), quality=1 + c % 100, subsampling=(420, 422, 444)[d % 3],
                   max_pixels=1 << 22, max_bytes=1 << 24, max_scans=1 + d % 64)
 
 
-def check(worker: Worker, data: bytes, raw: bool = False) -> str:
-    blob, [(status, end, message, *_)] = worker.pack_bytes([42], [7.0], [data])
+def check(worker: Worker, data: bytes, raw: bool = False, path=None) -> str:
+    """Pack `data` (from memory, or from the file `path` holding it): a record or a clean skip."""
+    if path is None:
+        blob, [(status, end, message, *_)] = worker.pack_bytes([42], [7.0], [data])
+    else:
+        blob, [(status, end, message, *_)] = worker.pack_files([42], [7.0], [path])
     assert 0 <= status < len(STATUS_NAMES)
     if status != OK:
         assert blob == b"", "a skipped image must add no bytes"
@@ -41,7 +45,7 @@ def check(worker: Worker, data: bytes, raw: bool = False) -> str:
 
 
 @pytest.mark.parametrize("path", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
-def test_saved_fuzz_inputs(path):
+def test_saved_fuzz_inputs(path, tmp_path):
     data = path.read_bytes()
     if len(data) < 4:
         return
@@ -54,6 +58,10 @@ def test_saved_fuzz_inputs(path):
             px = px.reshape((height, width) if ch == 1 else (height, width, ch))
             record, (status, *_) = worker.pack_pixels(np.ascontiguousarray(px), 42, 7.0)
             assert 0 <= status < len(STATUS_NAMES) and (status == OK) == bool(record)
+    elif data[1] >> 6 & 1:                        # the harness's file entry (fr_pack_file)
+        f = tmp_path / "input.JPEG"
+        f.write_bytes(data[4:])
+        check(worker, data[4:], raw=bool(data[1] >> 4 & 1), path=f)
     else:
         check(worker, data[4:], raw=bool(data[1] >> 4 & 1))
 

@@ -44,7 +44,7 @@ SKIPS = {
     "png_bomb": {"too-many-pixels"},
 }
 MAYBE = {"bitflip": {"corrupt", "truncated"}}   # a record or one of these skips
-# ... and at --resize 64, where the upscaled side would pass JPEG's 65535-pixel limit
+# ... and at --resize 64, where the upscaled side would pass libjpeg's 65500-pixel limit
 TOO_LARGE_AT_64 = {"tall_1x10000", "wide_3000x1"}
 SKIP_REASONS = {"truncated", "corrupt", "empty-file", "not-an-image", "too-many-pixels",
                 "output-too-large", "unsupported", "too-many-scans", "read-error"}

@@ -1,8 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The pack core: one Worker per thread turns batches of files into framed records without the GIL."""
+"""The pack core: one Worker per thread turns batches of files into framed records without the GIL.
+
+Every argument is checked here, before C sees it: wrong types raise TypeError, wrong values
+(lengths that disagree, sizes below 1, numbers out of range) ValueError. No call can crash.
+"""
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.limits cimport INT_MAX
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, UINT32_MAX, UINT64_MAX
 from libc.stdlib cimport malloc, calloc, free
+
+import operator
+import os
 
 from fastrec._native.csrc cimport (
     fr_buf, fr_buf_free, fr_options, fr_record_head, fr_result, fr_worker, fr_worker_new,
@@ -16,13 +24,45 @@ STATUS_NAMES = tuple(fr_status_name(i).decode() for i in range(FR_STATUS_COUNT))
 OK, NEEDS_FALLBACK = 0, 1
 
 
-def output_size(int width, int height, int resize, bint no_upscale=False):
+def _checked_int(name, value, lo, hi):
+    """`value` as an int in lo..hi: TypeError for a non-integer, ValueError out of range."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {v}")
+    return v
+
+
+def _checked_float(name, value):
+    try:
+        return float(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    except (OverflowError, ValueError):
+        raise ValueError(f"{name} must be a finite float32-range number, got {value!r}") from None
+
+
+def _checked_path(value):
+    """A path as the bytes C opens: str, bytes or os.PathLike, without NUL (C would cut it)."""
+    try:
+        p = os.fsencode(value)
+    except TypeError:
+        raise TypeError(f"a path must be str, bytes or os.PathLike, got {type(value).__name__}") from None
+    if b"\0" in p:
+        raise ValueError(f"a path cannot hold a NUL byte: {p!r}")
+    return p
+
+
+def output_size(width, height, resize, bint no_upscale=False):
     """im2rec's output geometry for a (width, height) image: the shorter edge becomes `resize`."""
     cdef fr_options o
     cdef int ow, oh
-    o.resize = resize
+    o.resize = _checked_int("resize", resize, 0, INT_MAX)
     o.no_upscale = no_upscale
-    fr_output_size(&o, width, height, &ow, &oh)
+    fr_output_size(&o, _checked_int("width", width, 1, INT_MAX), _checked_int("height", height, 1, INT_MAX),
+                   &ow, &oh)
     return ow, oh
 
 
@@ -32,12 +72,20 @@ cdef class _Heads:
     cdef float *labels
     cdef Py_ssize_t n
 
-    def __cinit__(self, list ids, list labels):
+    def __cinit__(self, list ids not None, list labels not None, Py_ssize_t n):
         cdef Py_ssize_t i, j, nl = 0, pos = 0
-        self.n = len(ids)
+        if len(ids) != n or len(labels) != n:
+            raise ValueError(f"ids, labels and the images must be as many: got {len(ids)} ids, "
+                             f"{len(labels)} labels, {n} images")
+        ids = [_checked_int("an id", v, 0, UINT64_MAX) for v in ids]
+        labels = [tuple(_checked_float("a label", x) for x in lab) if isinstance(lab, tuple)
+                  else _checked_float("a label", lab) for lab in labels]
         for lab in labels:
             if isinstance(lab, tuple):
+                if not 1 <= len(lab) <= UINT32_MAX:
+                    raise ValueError(f"a label tuple holds 1..2^32-1 labels, got {len(lab)}")
                 nl += len(lab)
+        self.n = n
         self.heads = <fr_record_head *>calloc(max(self.n, 1), sizeof(fr_record_head))
         self.labels = <float *>malloc(max(nl, 1) * sizeof(float))
         if not self.heads or not self.labels:
@@ -77,18 +125,23 @@ cdef class Worker:
     cdef fr_worker *w
     cdef fr_options o
 
-    def __cinit__(self, int resize=0, bint center_crop=False, int color=1, bint no_upscale=False,
-                  bint pass_through=False, str filter="auto", int quality=95, int subsampling=420,
-                  bint fast_dct=False, uint64_t max_pixels=178956970, uint64_t max_bytes=1 << 28,
-                  int max_scans=100, bint raw=False, bint keep_alpha=False):
-        if not 1 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    def __cinit__(self, resize=0, bint center_crop=False, color=1, bint no_upscale=False,
+                  bint pass_through=False, filter="auto", quality=95, subsampling=420,
+                  bint fast_dct=False, max_pixels=178956970, max_bytes=1 << 28,
+                  max_scans=100, bint raw=False, bint keep_alpha=False):
+        resize = _checked_int("resize", resize, 0, INT_MAX)
+        quality = _checked_int("JPEG quality", quality, 1, 100)
+        subsampling = _checked_int("subsampling", subsampling, 420, 444)
         if subsampling not in (420, 422, 444):
             raise ValueError(f"subsampling must be 420, 422 or 444, got {subsampling}")
-        if color not in (-1, 0, 1):
-            raise ValueError(f"color must be -1, 0 or 1, got {color}")
+        color = _checked_int("color", color, -1, 1)
+        if not isinstance(filter, str):
+            raise TypeError(f"filter must be a str, got {type(filter).__name__}")
         if filter not in FILTERS:
             raise ValueError(f"filter must be one of {', '.join(FILTERS)}, got {filter!r}")
+        max_pixels = _checked_int("max_pixels", max_pixels, 1, UINT64_MAX)
+        max_bytes = _checked_int("max_bytes", max_bytes, 1, UINT64_MAX)
+        max_scans = _checked_int("max_scans", max_scans, 1, INT_MAX)
         self.o.resize = resize
         self.o.center_crop = center_crop
         self.o.color = color
@@ -136,30 +189,31 @@ cdef class Worker:
             free(ends)
             fr_buf_free(&out)
 
-    def pack_files(self, list ids, list labels, list paths):
+    def pack_files(self, list ids, list labels, list paths not None):
         """Pack files into framed records: returns (records, results).
 
         `labels[i]` is a float (flag 0) or a tuple of floats (flag = its length); `paths[i]` is
-        bytes. `records` holds the framed records of the items whose status is OK, back to back;
+        str, bytes or os.PathLike. `records` holds the framed records of the items whose status is OK, back to back;
         results[i] = (status, end offset in records, message, in_w, in_h, out_w, out_h,
         scale_denom, in_bytes).
         """
         cdef Py_ssize_t i, n = len(paths)
-        cdef _Heads heads = _Heads(ids, labels)
+        cdef _Heads heads = _Heads(ids, labels, n)
+        encoded = [_checked_path(p) for p in paths]   # keeps the C strings alive
         cdef const char **cpaths = <const char **>malloc(max(n, 1) * sizeof(char *))
         if not cpaths:
             raise MemoryError()
         try:
             for i in range(n):
-                cpaths[i] = <bytes>paths[i]
+                cpaths[i] = <bytes>encoded[i]
             return self._run(heads, n, cpaths, NULL, NULL)
         finally:
             free(cpaths)
 
-    def pack_bytes(self, list ids, list labels, list datas):
+    def pack_bytes(self, list ids, list labels, list datas not None):
         """Like pack_files, from in-memory file contents (bytes-like objects)."""
         cdef Py_ssize_t i, n = len(datas)
-        cdef _Heads heads = _Heads(ids, labels)
+        cdef _Heads heads = _Heads(ids, labels, n)
         cdef const uint8_t **ptrs = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
         cdef size_t *lens = <size_t *>malloc(max(n, 1) * sizeof(size_t))
         cdef const uint8_t[::1] view
@@ -183,22 +237,27 @@ cdef class Worker:
         cdef const uint8_t *data
         cdef int height, width, channels
         cdef size_t stride
-        cdef _Heads heads = _Heads([id], [label])
+        cdef _Heads heads = _Heads([id], [label], 1)
         cdef fr_result res
         cdef fr_buf out
         out.data = NULL
         out.len = out.cap = 0
         mv = memoryview(pixels)
-        if mv.ndim == 2:
-            px2 = mv
-            height, width, channels = px2.shape[0], px2.shape[1], 1
-            data, stride = &px2[0, 0], px2.strides[0]
-        elif mv.ndim == 3 and mv.shape[2] in (3, 4):
-            px3 = mv
-            height, width, channels = px3.shape[0], px3.shape[1], px3.shape[2]
-            data, stride = &px3[0, 0, 0], px3.strides[0]
-        else:
+        if not (mv.ndim == 2 or (mv.ndim == 3 and mv.shape[2] in (3, 4))):
             raise ValueError(f"pixels must be HxW, HxWx3 or HxWx4 uint8, got shape {mv.shape}")
+        if not (1 <= mv.shape[0] <= INT_MAX and 1 <= mv.shape[1] <= INT_MAX):
+            raise ValueError(f"pixels must hold an image of 1x1 to 2^31-1 x 2^31-1, got shape {mv.shape}")
+        try:
+            if mv.ndim == 2:
+                px2 = mv
+                height, width, channels = px2.shape[0], px2.shape[1], 1
+                data, stride = &px2[0, 0], px2.strides[0]
+            else:
+                px3 = mv
+                height, width, channels = px3.shape[0], px3.shape[1], px3.shape[2]
+                data, stride = &px3[0, 0, 0], px3.strides[0]
+        except BufferError as err:   # not C-contiguous (a dtype mismatch is already ValueError)
+            raise ValueError(f"pixels must be a C-contiguous uint8 array: {err}") from None
         try:
             with nogil:
                 fr_pack_pixels(self.w, &self.o, data, width, height, channels, stride,

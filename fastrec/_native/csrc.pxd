@@ -77,7 +77,7 @@ cdef extern from "pipeline.h" nogil:
 
     fr_worker *fr_worker_new()
     void fr_worker_free(fr_worker *w)
-    void fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh)
+    int fr_output_size(const fr_options *o, int w, int h, int *ow, int *oh)
     void fr_pack_file(fr_worker *w, const fr_options *o, const char *path, const fr_record_head *h,
                       fr_buf *out, fr_result *res)
     void fr_pack_bytes(fr_worker *w, const fr_options *o, const uint8_t *data, size_t len,

@@ -9,6 +9,8 @@ from fastrec._native.csrc cimport fr_buf, fr_buf_free, fr_recordio_frame
 
 import os
 
+_MODES = ("wb", "ab", "r+b")   # the record file is only ever written
+
 
 cdef int _frame_into(const uint8_t[::1] payload, fr_buf *out) except -1:
     cdef int rc
@@ -42,8 +44,13 @@ cdef class NativeRecordFile:
     cdef readonly object path
 
     def __cinit__(self, path, mode="wb"):
-        self.path = os.fspath(path)
-        self.fp = fopen(os.fsencode(self.path), mode.encode())
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        self.path = os.fspath(path)   # TypeError for anything but str, bytes, os.PathLike
+        cpath = os.fsencode(self.path)
+        if b"\0" in cpath:
+            raise ValueError(f"a path cannot hold a NUL byte: {cpath!r}")
+        self.fp = fopen(cpath, mode.encode())
         if self.fp == NULL:
             raise OSError(errno, strerror(errno).decode(), self.path)
 

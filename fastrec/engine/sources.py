@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Sequence
 
 from fastrec.formats.lists import DEFAULT_EXTS
-from fastrec.formats.tar import EndCheckedTarInfo, TarError, check_end, resolve_archives
+from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember, TarError, check_class, check_end, hard_link_rel,
+                                 inner_tar_class, place_member, resolve_archives, tar_stem)
 
 log = logging.getLogger(__name__)
 
@@ -84,87 +86,157 @@ class TarIndex:
         return TarIndex(self.archives, {p: self.members[p] for p in paths if p in self.members})
 
 
-def _safe_name(name: str) -> str | None:
-    """The member's relative path, or None for absolute paths and '..' (never packed)."""
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts or not parts:
-        return None
-    return "/".join(parts)
-
-
 def _add_member(index: TarIndex, archive: int, rel: str, offset: int, size: int, exts: Sequence[str]) -> None:
+    """The seam to the index's storage: one call per image the extracted tree would hold."""
     if os.path.splitext(rel)[1].lower() not in exts:
         index.rejected.append((rel, "not an image (extension)"))
-    elif rel.count("/") < 1:
-        index.rejected.append((rel, "not inside a class"))
     else:
         index.members[rel] = Member(archive, offset, size)
 
 
-def _index_inner(index: TarIndex, archive: int, f, cls: str, start: int, size: int, exts) -> None:
+class _Class:
+    """The members of one class as `fastrec extract` would leave them: files (hard links are
+    copies, so they share their source's bytes) and symbolic links, resolved when the class is
+    complete. A later member of the same name replaces an earlier one, as with tar."""
+
+    def __init__(self, cls: str, where: str):
+        self.cls, self.where = cls, where
+        self.entries: dict[str, tuple[int, int, int] | str] = {}   # rel -> (archive, offset, size) | link
+
+    def add(self, m: tarfile.TarInfo, rel: str, place: tuple[int, int, int] | None,
+            link_rel: str | None, rejected: list) -> None:
+        if m.islnk():
+            source = self.entries.get(link_rel)
+            if not isinstance(source, tuple):
+                rejected.append((f"{self.cls}/{rel}", f"hard link to {m.linkname!r}, which is not a file "
+                                                      f"extracted before it in the same class"))
+                return
+            self.entries[rel] = source
+        elif m.issym():
+            self.entries[rel] = m.linkname
+        elif m.isfile():
+            self.entries[rel] = place
+
+    def resolve(self, rel: str) -> tuple[int, int, int] | str:
+        """The bytes a path of the class names, following its links; or why it has none."""
+        seen = set()
+        while isinstance(self.entries.get(rel), str) and rel not in seen:
+            seen.add(rel)
+            link = self.entries[rel]
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
+            if posixpath.isabs(link) or target == ".." or target.startswith("../"):
+                return f"link to {link!r} points outside its class folder"
+            rel = target
+        found = self.entries.get(rel)
+        return found if isinstance(found, tuple) else "link to a folder or to nothing: not an image file"
+
+    def finish(self, index: TarIndex, exts: Sequence[str]) -> None:
+        for rel in self.entries:
+            found = self.resolve(rel)
+            if isinstance(found, str):
+                index.rejected.append((f"{self.cls}/{rel}", found))
+            else:
+                _add_member(index, found[0], f"{self.cls}/{rel}", found[1], found[2], exts)
+
+
+class _Builder:
+    """Places members with extract's rules (fastrec.formats.tar) and refuses what it refuses."""
+
+    def __init__(self, index: TarIndex, exts: Sequence[str]):
+        self.index, self.exts = index, exts
+        self.source: dict[str, str] = {}   # class -> where it comes from
+
+    def claim(self, cls: str, where: str) -> _Class:
+        other = self.source.setdefault(cls, where)
+        if other != where:   # extract refuses the second source of a class: say so, pack nothing
+            raise TarError(f"class {cls!r} comes from both {other} and {where}; `fastrec extract` "
+                           f"refuses the second. Put the class in one archive")
+        return _Class(cls, where)
+
+    def members(self, tar, archive: int, base: int, stem: str | None, inner: str | None, where: str,
+                classes: dict[str, _Class], on_inner=None) -> None:
+        """Place every member of `tar` (data at `base` + offset in archive file `archive`); each is
+        yielded first, for the caller's checks."""
+        for m in tar:
+            yield m
+            mwhere = f"{where}:{m.name}"
+            try:
+                if inner is None and m.isfile() and inner_tar_class(m):
+                    on_inner(m, inner_tar_class(m), mwhere)
+                    continue
+                placed = place_member(m, stem, inner)
+                if placed is None or m.isdir():
+                    continue
+                cls, rel = placed
+                link_rel = hard_link_rel(m, cls, stem, inner is not None) if m.islnk() else None
+            except RefusedMember as err:
+                self.index.rejected.append((mwhere, str(err)))
+                continue
+            if cls not in classes:
+                classes[cls] = self.claim(cls, where)
+            classes[cls].add(m, "/".join(rel), (archive, base + m.offset_data, m.size), link_rel,
+                             self.index.rejected)
+
+
+def _index_inner(b: _Builder, archive: int, f, cls: str, start: int, size: int, where: str) -> None:
     """Index the members of a per-class tar stored at [start, start+size) of an archive file.
     A corrupt inner tar contributes nothing, as `fastrec extract` keeps no half class."""
     last = None
-    whole = TarIndex(index.archives)
+    classes = {cls: b.claim(cls, where)}
     try:
         with tarfile.open(fileobj=_Window(f, start, size), mode="r:", tarinfo=EndCheckedTarInfo) as inner:
-            for m in inner:
+            for m in b.members(inner, archive, start, cls, cls, where, classes):
                 last = m.name
-                if not m.isreg():
-                    index.rejected.append((f"{cls}/{m.name}", "not a regular file"))
-                    continue
-                rel = _safe_name(m.name)
-                if rel is None:
-                    index.rejected.append((f"{cls}/{m.name}", "unsafe path"))
-                    continue
                 if m.offset_data + m.size > size:
                     raise tarfile.ReadError("member runs past the end of its tar")
-                _add_member(whole, archive, f"{cls}/{rel}", start + m.offset_data, m.size, exts)
             check_end(inner)
     except tarfile.TarError as err:
-        where = f"after member {last!r}" if last else "at its start"
-        index.rejected.append((f"{cls}{TAR_SUFFIX}", f"corrupt inner tar {where}: {err}"))
+        at = f"after member {last!r}" if last else "at its start"
+        b.index.rejected.append((where, f"corrupt inner tar {at}: {err}"))
         return
-    index.members.update(whole.members)
-    index.rejected += whole.rejected
+    classes[cls].finish(b.index, b.exts)
 
 
 def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> TarIndex:
     """Scan the archives' headers once, front to back (data is seeked over, not read)."""
     index = TarIndex(resolve_archives(archives))
+    b = _Builder(index, exts)
     for a, path in enumerate(index.archives):
         if path.endswith((".gz", ".tgz", ".bz2", ".xz", ".zst")):
             raise TarError(f"{path}: a compressed archive has no byte ranges to read images from; "
                            f"decompress it first or use `fastrec extract`")
-        stem = os.path.basename(path)[:-len(TAR_SUFFIX)] if path.endswith(TAR_SUFFIX) else None
         size = os.path.getsize(path)
         last = None
         with open(path, "rb") as f:
+
+            def on_inner(m, cls, where):
+                if not m.name.endswith(TAR_SUFFIX):
+                    index.rejected.append((where, "a compressed class tar has no byte ranges to read "
+                                                  "images from; use `fastrec extract`"))
+                    return
+                try:
+                    check_class(cls)
+                except RefusedMember as err:
+                    index.rejected.append((where, str(err)))
+                    return
+                _index_inner(b, a, f, cls, m.offset_data, m.size, where)
+                f.seek(m.offset_data + m.size)   # back where the outer tar's reader expects to be
+
+            classes: dict[str, _Class] = {}
             try:
                 with tarfile.open(fileobj=f, mode="r:", tarinfo=EndCheckedTarInfo) as outer:
-                    for m in outer:
+                    for m in b.members(outer, a, 0, tar_stem(os.path.basename(path)), None, path, classes,
+                                       on_inner):
                         if m.offset_data + m.size > size:
                             raise tarfile.ReadError(f"member {m.name!r} runs past the end of the file")
-                        if m.isreg() and m.name.endswith(TAR_SUFFIX):    # a per-class tar
-                            cls = _safe_name(os.path.basename(m.name)[:-len(TAR_SUFFIX)])
-                            if cls is None or m.name.startswith("/") or ".." in m.name.split("/"):
-                                index.rejected.append((m.name, "unsafe path"))
-                            else:
-                                _index_inner(index, a, f, cls, m.offset_data, m.size, exts)
-                        elif m.isreg():
-                            rel = _safe_name(m.name)
-                            if rel is None:
-                                index.rejected.append((m.name, "unsafe path"))
-                            elif stem is not None and "/" not in rel:   # a per-class tar of loose files
-                                _add_member(index, a, f"{stem}/{rel}", m.offset_data, m.size, exts)
-                            else:
-                                _add_member(index, a, rel, m.offset_data, m.size, exts)
                         last = m.name
                     check_end(outer)
             except (tarfile.TarError, OSError) as err:
                 where = f"the last good member is {last!r}" if last else "no member could be read"
                 raise TarError(f"{path} is damaged or truncated ({err}); {where}. Replace the archive "
                                f"(a pack made so far can be continued with --resume)") from err
+            for c in classes.values():
+                c.finish(index, exts)
     for rel, reason in index.rejected:
         log.warning("not packed: %s: %s", rel, reason)
     return index

@@ -67,6 +67,57 @@ def check_class(cls: str) -> None:
         raise RefusedMember(f"{cls!r} cannot be a class folder name (empty, hidden or with a separator)")
 
 
+# ---------------------------------------------------------------- where a member goes
+# The one rule for `fastrec extract` and the `--from-tar` index: a member of an inner (per-class)
+# tar goes to that class; a member `CLS/rest` of a top-level archive goes to `CLS/rest`, a member
+# without a folder to the class named after the archive.
+
+def inner_tar_class(m: tarfile.TarInfo) -> str | None:
+    """The class of a per-class tar stored as member `m` of an outer tar, or None if `m` is not one."""
+    return tar_stem(split_name(m.name)[-1]) if m.isfile() else None
+
+
+def place_member(m: tarfile.TarInfo, stem: str | None, inner: str | None) -> tuple[str, list[str]] | None:
+    """(class, path parts inside the class) that member `m` is extracted as, or None for a
+    folder entry that makes nothing by itself; RefusedMember when it is not extracted.
+
+    stem: the top-level archive's name without its suffix (None if it has no tar suffix);
+    inner: the class of the inner tar `m` comes from (None for a top-level archive's member)."""
+    if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+        raise RefusedMember("device, fifo or other special file")
+    parts = split_name(m.name)
+    if inner is not None:
+        cls = inner
+        if parts == [cls] and m.isdir():
+            return None   # the class folder's own entry
+        rel = parts[1:] if parts[0] == cls and len(parts) > 1 else parts
+    elif len(parts) == 1:
+        if m.isdir():
+            return None   # a class folder's own entry: its files make the class
+        cls, rel = stem, parts
+    else:
+        cls, rel = parts[0], parts[1:]
+    if cls is None:
+        raise RefusedMember("no class: a file at the top of an archive whose name has no tar suffix")
+    check_class(cls)
+    return cls, rel
+
+
+def hard_link_rel(m: tarfile.TarInfo, cls: str, stem: str | None, inner: bool) -> str:
+    """The path inside class `cls` that hard link `m` copies; RefusedMember for another class."""
+    try:
+        lparts = split_name(m.linkname)
+    except RefusedMember as err:
+        raise RefusedMember(f"hard link target {m.linkname!r}: {err}") from None
+    if inner:
+        lparts = lparts[1:] if lparts[0] == cls and len(lparts) > 1 else lparts
+    elif len(lparts) > 1 and lparts[0] == cls:
+        lparts = lparts[1:]
+    elif not (len(lparts) == 1 and stem == cls):
+        raise RefusedMember(f"hard link to {m.linkname!r} in another class")
+    return "/".join(lparts)
+
+
 class EndCheckedTarInfo(tarfile.TarInfo):
     """TarInfo that notes why a stream ended: tarfile ends iteration silently on a damaged or
     missing header after the first, which would pass a truncated tar off as complete."""

@@ -45,8 +45,8 @@ from typing import BinaryIO, Callable, NamedTuple, Sequence
 from fastrec import fsutil
 from fastrec.errors import UsageError
 from fastrec.formats.tar import (TAR_SUFFIXES, EndCheckedTarInfo, RefusedMember as _Refused, TarError,
-                                 check_class as _check_class, resolve_archives, split_name as _split_name,
-                                 tar_stem as _tar_stem)
+                                 check_class as _check_class, hard_link_rel, inner_tar_class, place_member,
+                                 resolve_archives, tar_stem as _tar_stem)
 
 log = logging.getLogger(__name__)
 
@@ -347,39 +347,14 @@ class _Run:
     def member(self, tar, m, where, stem, writer, writers) -> None:
         mwhere = f"{where}:{m.name}"
         try:
-            if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
-                raise _Refused("device, fifo or other special file")
-            parts = _split_name(m.name)
-            if writer is None and m.isfile() and _tar_stem(parts[-1]):
-                self.inner(tar, m, mwhere, _tar_stem(parts[-1]))
+            if writer is None and m.isfile() and inner_tar_class(m):
+                self.inner(tar, m, mwhere, inner_tar_class(m))
                 return
-            if writer is not None:
-                cls = writer.cls
-                if parts == [cls] and m.isdir():
-                    return   # the class folder's own entry
-                rel = parts[1:] if parts[0] == cls and len(parts) > 1 else parts
-            elif len(parts) == 1:
-                if m.isdir():
-                    return   # a class folder's own entry: its files make the class
-                cls, rel = stem, parts
-            else:
-                cls, rel = parts[0], parts[1:]
-            if cls is None:
-                raise _Refused("no class: a file at the top of an archive whose name has no tar suffix")
-            _check_class(cls)
-            link_rel = None
-            if m.islnk():
-                try:
-                    lparts = _split_name(m.linkname)
-                except _Refused as err:
-                    raise _Refused(f"hard link target {m.linkname!r}: {err}") from None
-                if writer is not None:
-                    lparts = lparts[1:] if lparts[0] == cls and len(lparts) > 1 else lparts
-                elif len(lparts) > 1 and lparts[0] == cls:
-                    lparts = lparts[1:]
-                elif not (len(lparts) == 1 and stem == cls):
-                    raise _Refused(f"hard link to {m.linkname!r} in another class")
-                link_rel = "/".join(lparts)
+            placed = place_member(m, stem, writer.cls if writer is not None else None)
+            if placed is None:
+                return
+            cls, rel = placed
+            link_rel = hard_link_rel(m, cls, stem, writer is not None) if m.islnk() else None
             if cls not in writers:
                 writers[cls] = self.claim(cls, where)
             w = writers[cls]

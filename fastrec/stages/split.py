@@ -1,7 +1,7 @@
 """`fastrec split`: move N seeded-random images of every class into a validation tree.
 
 The choice for a class depends only on the seed, the class name and its sorted file names
-(`random.Random(f"{seed}:{class}")` samples the sorted list), so adding or removing other
+(`random.Random(b"SEED:" + class name bytes)` samples the sorted list), so adding or removing other
 classes never changes it. Every class must keep at least one training image: `fastrec list
 --recursive` labels only folders that hold images, so a class emptied by the split would shift
 every later label between the train and val lists.
@@ -67,8 +67,12 @@ def default_manifest(val_root: str) -> str:
 
 
 def choose(names: Sequence[str], k: int, seed: int, cls: str) -> list[str]:
-    """The `k` names a class sends to validation: seeded by (seed, class) only, returned sorted."""
-    return sorted(random.Random(f"{seed}:{cls}").sample(sorted(names), k))
+    """The `k` names a class sends to validation: seeded by (seed, class) only, returned sorted.
+
+    The seed is the key's bytes: `random` hashes a str seed as its UTF-8 bytes, so this is the
+    same choice as a str key for UTF-8 names, and any other folder name (its `os.fsencode`
+    bytes) works too."""
+    return sorted(random.Random(f"{seed}:".encode() + os.fsencode(cls)).sample(sorted(names), k))
 
 
 def _header(root: str, val_root: str, per_class: int, seed: int, exts: Sequence[str]) -> dict:

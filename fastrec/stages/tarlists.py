@@ -48,26 +48,27 @@ class TarSplit:
 
 def split_index(index: TarIndex, min_images: int = 0, val_per_class: int = 0, seed: int = 0) -> TarSplit:
     """What `fastrec filter` then `fastrec split` would leave in the train and val trees."""
-    by_class: dict[str, list[str]] = {}
+    by_class: dict[str, list[str]] = {}   # a class's own files: what filter counts and split picks from
+    deeper: dict[str, list[str]] = {}     # files in its sub-folders: they move with the class
     for rel in index.members:
         cls, _, name = rel.partition("/")
-        if "/" not in name:                      # filter and split look at a class's own files
-            by_class.setdefault(cls, []).append(name)
+        by_class.setdefault(cls, [])
+        (deeper.setdefault(cls, []) if "/" in name else by_class[cls]).append(name)
     train, val, small = [], [], []
     for cls in sorted(by_class):
         names = sorted(by_class[cls])
         if len(names) < min_images:
             small.append((cls, len(names)))
             continue
-        if val_per_class:
+        chosen = set()
+        if val_per_class and names:              # split leaves a class without own files alone
             if len(names) <= val_per_class:
                 raise ListError(f"class {cls} has {len(names)} images, too few for --val-per-class "
                                 f"{val_per_class} (one must stay for training)")
             chosen = set(choose(names, val_per_class, seed, cls))
-        else:
-            chosen = set()
         for name in names:
             (val if name in chosen else train).append(f"{cls}/{name}")
+        train += [f"{cls}/{name}" for name in deeper.get(cls, [])]
     return TarSplit(train, val, small)
 
 
