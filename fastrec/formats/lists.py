@@ -144,11 +144,24 @@ def split_outputs(prefix: str, entries: list[ImageEntry], opts: ListOptions) -> 
     return out
 
 
+def _empty_cause(root: str, opts: ListOptions) -> str:
+    """Why a listing found no image: the likeliest cause first."""
+    exts = ", ".join(opts.exts)
+    if not opts.recursive and os.path.isdir(root):
+        for _, _, files in os.walk(root, onerror=lambda err: None):
+            if any(_matches(name, tuple(opts.exts)) for name in files):
+                return (f"no image ({exts}) directly in {root!r}, but its sub-folders hold some: "
+                        f"add --recursive (each class folder gets its own label)")
+    return f"no image ({exts}) under {root!r}: check ROOT and --exts (compared lower-cased)"
+
+
 def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
-               entries: list[ImageEntry] | None = None) -> ListResult:
+               entries: list[ImageEntry] | None = None, allow_empty: bool = True) -> ListResult:
     """Write the .lst files `im2rec.py --list PREFIX ROOT` would write.
 
-    `entries` replaces the directory walk (e.g. when listing from a tar index).
+    `entries` replaces the directory walk (e.g. when listing from a tar index). Without
+    `allow_empty`, a listing that finds no image raises ListError with its likely cause (and
+    writes nothing), where im2rec writes empty lists.
     """
     opts = opts or ListOptions()
     if opts.chunks < 1:
@@ -163,6 +176,8 @@ def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
     else:
         label_map = _label_map(entries)
     entries = list(entries)
+    if not entries and not allow_empty:
+        raise ListError(_empty_cause(root, opts) + "; no list was written")
     if opts.shuffle:
         random.Random(SHUFFLE_SEED).shuffle(entries)
     result = ListResult(label_map=label_map)

@@ -88,6 +88,10 @@ def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: 
         raise ListError("--val-per-class needs --val-prefix (where the validation lists go)")
     index = index_for(archives, cache_path(prefix), tuple(opts.exts))
     split = split_index(index, min_images, val_per_class, seed)
+    if not split.train:
+        why = (f"all {len(split.small_classes)} classes have fewer than --min-images {min_images}"
+               if split.small_classes else f"the archives hold no image ({', '.join(opts.exts)})")
+        raise ListError(f"no image to list: {why}; no list was written")
     train = make_lists(prefix, ".", opts, entries=walk_entries(split.train))
     val = None
     if val_per_class:
