@@ -145,8 +145,8 @@ def cmd_list(a: argparse.Namespace) -> int:
     if wrong:
         raise UsageError(f"{', '.join(wrong)} {'acts' if len(wrong) == 1 else 'act'} only with --from-tar (on a folder, run `fastrec filter` and "
                          f"`fastrec split` first, then list the train and val trees)")
-    if getattr(a, "classes", None):
-        raise UsageError("--classes goes with --labels FILE (the labels of a flat folder)")
+    if getattr(a, "classes", None) or getattr(a, "ids", None):
+        raise UsageError("--classes and --ids go with --labels FILE (the labels of a flat set)")
     if a.root is None:
         raise UsageError("give the image ROOT (or --from-tar ARCHIVE)")
     result = make_lists(a.prefix, a.root, opts, allow_empty=False)
@@ -195,7 +195,7 @@ def _list_labelled(a: argparse.Namespace, opts) -> int:
         raise UsageError(f"{', '.join(wrong)} do not apply to --labels lists")
     if bool(a.root) == bool(a.from_tar):
         raise UsageError("give the flat validation folder ROOT, or --from-tar ARCHIVE, with --labels")
-    result = make_labelled_lists(a.prefix, a.root, a.from_tar, a.labels, a.classes, opts)
+    result = make_labelled_lists(a.prefix, a.root, a.from_tar, a.labels, a.classes, opts, a.ids)
     _print_lists(result)
     return 0
 
@@ -320,10 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--labels", metavar="FILE", type=PATH,
                    help="ground truth: `file class` lines (class: a folder name of the train tree or its "
                         "label), or ILSVRC2012_validation_ground_truth.txt (one 1-based ILSVRC id a line, "
-                        "in file order; --classes is then the devkit's synset order)")
+                        "in file-name order; with --ids)")
     v.add_argument("--classes", metavar="TRAIN_ROOT|SYNSETS", type=PATH,
                    help="the train tree (its sorted class folders give the labels, as list --recursive) "
                         "or a synset file (one class a line, label = line number from 0)")
+    v.add_argument("--ids", metavar="SYNSETS", type=PATH,
+                   help="with a devkit ground truth: the devkit's class order (line i: the class of ILSVRC "
+                        "id i; default: the --classes synset file)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("pack", help="pack .lst files into .rec/.idx like im2rec.py, natively")
