@@ -63,7 +63,7 @@ class PrepareConfig:
                 data = tomllib.load(f)
         except OSError as err:
             raise PrepareError(f"cannot read the config {path!r}: {err.strerror}") from err
-        except tomllib.TOMLDecodeError as err:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise PrepareError(f"{path}: not valid TOML: {err}") from err
         pack = data.pop("pack", {})
         if not isinstance(pack, dict):
@@ -224,7 +224,10 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
 def prepare(cfg: PrepareConfig) -> dict:
     """Run (or resume) the chain; returns the state with every stage's summary and timing."""
     cfg.check()
-    os.makedirs(cfg.work, exist_ok=True)
+    try:
+        os.makedirs(cfg.work, exist_ok=True)
+    except OSError as err:
+        raise PrepareError(f"cannot create the --work folder {cfg.work!r}: {err.strerror}") from err
     state_path = os.path.join(cfg.work, STATE_NAME)
     state = _load_state(state_path, cfg)
     state["earlier"] = [name for name in STAGES if name in state["done"]]
