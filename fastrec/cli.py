@@ -32,6 +32,7 @@ class Parser(argparse.ArgumentParser):
         kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(*args, **kw)
         self.word_switches: dict[str, str] = {}   # option -> dest
+        self._intermixing = False
 
     def add_switch(self, group, option: str, help: str, dest: str | None = None, words: bool = False):
         """A store_true flag; with `words`, `OPTION True|False|1|0|yes|no` (any case) works too."""
@@ -66,7 +67,16 @@ class Parser(argparse.ArgumentParser):
                     continue
             rest.append(tok)
             i += 1
-        ns, extras = super().parse_known_args(rest, namespace)
+        if self._subparsers is None and not self._intermixing:
+            # a command's positionals may come after its flags (`pack P --resize 480 ROOT`), which
+            # plain argparse refuses when a positional is optional
+            self._intermixing = True
+            try:
+                ns, extras = super().parse_known_intermixed_args(rest, namespace)
+            finally:
+                self._intermixing = False
+        else:
+            ns, extras = super().parse_known_args(rest, namespace)
         for dest, value in given.items():   # the last one written wins, as argparse does
             setattr(ns, dest, value)
         return ns, extras
