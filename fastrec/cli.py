@@ -212,6 +212,8 @@ def _list_labelled(a: argparse.Namespace, opts) -> int:
 
 def cmd_pack(a: argparse.Namespace) -> int:
     from fastrec.engine import pack_prefix
+    if a.shard_size and not a.dask:
+        raise UsageError("--shard-size applies to --dask runs only; add --dask ADDRESS or leave it out")
     summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
     return 1 if a.strict and summary.skipped else 0
 
@@ -444,9 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a, extras = parser.parse_known_args(argv)
-    if extras:   # the sub-command's usage, not the top level's
-        parser.commands[a.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    try:
+        a, extras = parser.parse_known_args(argv)
+        if extras:   # the sub-command's usage, not the top level's
+            parser.commands[a.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    except SystemExit as done:   # a wrong argument (status 2), --help or --version (0)
+        return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 2) if a.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     try:

@@ -69,10 +69,6 @@ class PackOptions:
             raise PackError(f"--resize must be 0 (keep) or a positive size, got {self.resize}")
         if self.num_thread < 1 or self.batch_size < 1:
             raise PackError("--num-thread and --batch-size must be at least 1")
-        if self.encoding == ".png" and not 0 <= self.quality <= 9:
-            raise PackError(f"--quality is the PNG compression level with --encoding .png: 0..9, got {self.quality}")
-        if self.shard_size and not self.dask:
-            raise PackError("--shard-size applies to --dask runs only; add --dask ADDRESS or leave it out")
 
     def worker(self) -> Worker:
         return Worker(resize=self.resize, center_crop=self.center_crop, color=self.color,
