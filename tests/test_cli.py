@@ -224,3 +224,12 @@ def test_pack_of_an_empty_list_is_an_error(place, tmp_path):
 def test_shard_size_without_dask_is_an_error(place):
     status, err = _main(["pack", str(place / "P"), str(place / "ROOT"), "--shard-size", "5"])
     assert status == 2 and "--shard-size applies to --dask runs only" in err
+
+
+def test_positionals_may_follow_flags(place, tmp_path):
+    """`pack P --progress off ROOT`: plain argparse refuses an optional positional after flags."""
+    import shutil
+    shutil.copyfile(place / "P.lst", tmp_path / "Q.lst")
+    status, err = _main(["pack", str(tmp_path / "Q"), "--progress", "off", str(place / "ROOT")])
+    assert status == 0, err
+    assert (tmp_path / "Q.rec").read_bytes() == (place / "P.rec").read_bytes()

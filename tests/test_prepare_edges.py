@@ -47,6 +47,8 @@ def test_from_tar_switch_with_archive_still_works(archive, tmp_path):
     assert status == 0, err
     status, _, err = _prepare("--work", tmp_path / "w2", "--from-tar")
     assert status == 2 and "--from-tar needs the archives" in err
+    status, _, err = _prepare("--work", tmp_path / "w3")      # without --from-tar the roots are needed
+    assert status == 2 and "missing --root, --val-root" in err
 
 
 def test_pack_table_typo_names_the_key(tmp_path):
@@ -73,11 +75,6 @@ def test_reused_split_names_prepares_own_flags(tmp_path):
                               tmp_path / "val", "--min-images", 0, "--val-per-class", 2, "--seed", 1)
     assert status == 2 and "was written with other arguments" in err
     assert "--manifest" not in err and "give prepare another --val-root" in err
-
-
-def test_without_from_tar_roots_are_required(tmp_path):
-    status, _, err = _prepare("--work", tmp_path / "w")
-    assert status == 2 and "missing --root, --val-root" in err
 
 
 def test_more_than_is_the_tutorials_strict_filter(tmp_path):

@@ -77,6 +77,10 @@ def test_switch_values_mean_what_they_say(tmp_path):
     r = fastrec_subprocess(["im2rec", "--list", "1", "--recursive", "TRUE", "--no-shuffle",
                             tmp_path / "p", tmp_path / "root"])
     assert r.returncode == 0 and (tmp_path / "p.lst").read_text().startswith("0\t0.000000\t")
+    sorted_list = (tmp_path / "p.lst").read_bytes()
+    r = fastrec_subprocess(["im2rec", "--list", "True", "--recursive", "True", "--shuffle", "False",
+                            tmp_path / "p", tmp_path / "root"])
+    assert r.returncode == 0 and (tmp_path / "p.lst").read_bytes() == sorted_list    # = --no-shuffle
     r = fastrec_subprocess(["im2rec", "--list", "False", "--pass-through", "false", tmp_path / "p", tmp_path / "root"])
     assert r.returncode == 0 and (tmp_path / "p.rec").stat().st_size > 0    # pack mode, not listing
 
