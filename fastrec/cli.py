@@ -8,71 +8,129 @@ import sys
 
 from fastrec._version import __version__
 from fastrec.errors import FastrecError, UsageError
+from fastrec.stages.args import FRACTION, PATH, checked, hidden_alias, whole
 
 log = logging.getLogger("fastrec")
 
 
+# ---------------------------------------------------------------- the parser
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+
+
+def _bool_word(text: str) -> bool | None:
+    low = text.lower()
+    return True if low in TRUE_WORDS else False if low in FALSE_WORDS else None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with fastrec's manners: help shows defaults; errors are one line naming the command
+    and a hint (the usage too when the shape of the command line is wrong); and im2rec's switches
+    also take the value older im2rec.py's `type=bool` flags took (`--list True`, `--recursive no`)."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kw)
+        self.word_switches: dict[str, str] = {}   # option -> dest
+        self._intermixing = False
+
+    def add_switch(self, group, option: str, help: str, dest: str | None = None, words: bool = False):
+        """A store_true flag; with `words`, `OPTION True|False|1|0|yes|no` (any case) works too."""
+        action = group.add_argument(option, action="store_true", dest=dest, help=help)
+        if words:
+            self.word_switches[option] = action.dest
+        return action
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        rest, given = [], {}
+        i = 0
+        while i < len(args):
+            tok = args[i]
+            if tok == "--":
+                rest += args[i:]
+                break
+            option, eq, value = tok.partition("=")
+            if option in self.word_switches:
+                dest = self.word_switches[option]
+                if eq:
+                    word = _bool_word(value)
+                    if word is None:
+                        self.error(f"argument {option}: expected True/False/1/0/yes/no, got {value!r}")
+                    given[dest] = word
+                    i += 1
+                    continue
+                word = _bool_word(args[i + 1]) if i + 1 < len(args) else None
+                given[dest] = True if word is None else word
+                if word is not None:
+                    i += 2
+                    continue
+            rest.append(tok)
+            i += 1
+        if self._subparsers is None and not self._intermixing:
+            # a command's positionals may come after its flags (`pack P --resize 480 ROOT`), which
+            # plain argparse refuses when a positional is optional
+            self._intermixing = True
+            try:
+                ns, extras = super().parse_known_intermixed_args(rest, namespace)
+            finally:
+                self._intermixing = False
+        else:
+            ns, extras = super().parse_known_args(rest, namespace)
+        for dest, value in given.items():   # the last one written wins, as argparse does
+            setattr(ns, dest, value)
+        return ns, extras
+
+    def error(self, message: str):
+        hint = f"(see `{self.prog} --help`)"
+        if not message.startswith("argument "):   # a wrong shape, not a wrong value: show the usage
+            self.print_usage(sys.stderr)
+            if message.startswith("unrecognized arguments") and self.word_switches:
+                hint = (f"(switches take no value, or one of True/False/1/0/yes/no; "
+                        f"see `{self.prog} --help`)")
+        self.exit(2, f"{self.prog}: error: {message} {hint}\n")
+
+
 # ---------------------------------------------------------------- im2rec-compatible flags
-def add_list_flags(p: argparse.ArgumentParser) -> None:
+def add_list_flags(p: Parser) -> None:
     g = p.add_argument_group("list options (as im2rec.py --list)")
     g.add_argument("--exts", nargs="+", default=[".jpeg", ".jpg", ".png"],
                    help="file extensions to list (compared with the lower-cased extension)")
-    g.add_argument("--chunks", type=int, default=1, help="number of chunks")
-    g.add_argument("--train-ratio", type=float, default=1.0, help="ratio of images for training")
-    g.add_argument("--test-ratio", type=float, default=0, help="ratio of images for testing")
-    g.add_argument("--recursive", action="store_true",
-                   help="walk sub-folders; each folder with images gets its own label")
+    g.add_argument("--chunks", type=whole(1, 1 << 20), default=1, help="number of chunks")
+    g.add_argument("--train-ratio", type=FRACTION, default=1.0, help="ratio of images for training")
+    g.add_argument("--test-ratio", type=FRACTION, default=0.0, help="ratio of images for testing")
+    p.add_switch(g, "--recursive", "walk sub-folders; each folder with images gets its own label", words=True)
     g.add_argument("--no-shuffle", dest="shuffle", action="store_false",
                    help="keep the sorted order instead of im2rec's seeded shuffle")
+    p.add_switch(g, "--shuffle", "older im2rec.py's form: `--shuffle False` is --no-shuffle", words=True)
+    p.set_defaults(shuffle=True)
 
 
-def add_pack_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("pack options (as im2rec.py)")
-    g.add_argument("--pass-through", action="store_true", help="store the file bytes unchanged")
-    g.add_argument("--resize", type=int, default=0,
-                   help="resize the shorter edge to this many pixels (0: keep the size)")
-    g.add_argument("--center-crop", action="store_true", help="cut the centre square before resizing")
-    g.add_argument("--quality", type=int, default=95, help="JPEG quality (1-100) or PNG compression (0-9)")
-    g.add_argument("--num-thread", type=int, default=1, help="worker threads")
-    g.add_argument("--color", type=int, default=1, choices=[-1, 0, 1],
-                   help="1: colour, 0: grayscale, -1: keep the channels (no EXIF rotation)")
-    g.add_argument("--encoding", default=".jpg", choices=[".jpg", ".png"], help="output encoding")
-    g.add_argument("--pack-label", action="store_true", help="store every label of multi-label lines")
-    x = p.add_argument_group("fastrec pack options")
-    x.add_argument("--no-upscale", action="store_true",
-                   help="keep images whose shorter edge is below --resize at their size (im2rec upscales)")
-    x.add_argument("--filter", default="auto", choices=["auto", "triangle", "bicubic", "lanczos"],
-                   help="resampling filter for --resize, antialiased when shrinking (auto: Lanczos-3 "
-                        "when shrinking, Catmull-Rom bicubic when enlarging)")
-    x.add_argument("--strict", action="store_true", help="exit non-zero if any image was skipped")
-    x.add_argument("--max-skipped", type=_share, default=None, metavar="SHARE",
-                   help="exit non-zero (1) if more than this share of the images was skipped, e.g. 5%% "
-                        "or 0.05 (default 1%%)")
-    x.add_argument("--resume", action="store_true",
-                   help="continue an interrupted pack where its .rec/.idx stop")
-    x.add_argument("--max-pixels", type=int, default=None,
-                   help="skip images with more pixels than this (default 178956970, as Pillow)")
-    x.add_argument("--max-bytes", type=int, default=None, help="skip files larger than this (default 256 MiB)")
-    x.add_argument("--max-scans", type=int, default=None, help="skip progressive JPEGs with more scans (default 100)")
-    x.add_argument("--batch-size", type=int, default=64,
-                   help="most images handed to a worker at once (fewer for short lists, so all threads work)")
-    x.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
-                   help="progress bar (auto: only on a terminal)")
-    x.add_argument("--dask", metavar="ADDRESS",
-                   help="run on a Dask cluster: a scheduler address, or local[:WORKERS] for a local one")
-    x.add_argument("--shard-size", type=int, default=0,
-                   help="with --dask: images per task (default: one task per .lst)")
+PREPARE_LEAVES_OUT = ("strict", "resume", "progress")   # prepare resumes always and has its own --progress
 
 
-def _share(text: str) -> float:
-    """`5%` or `0.05` -> 0.05."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a share: {text!r} (write e.g. 5% or 0.05)") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 0% and 100%")
-    return value
+def add_pack_flags(p: Parser, defaults: dict | None = None) -> None:
+    """The pack flags of engine.options.PACK_FLAGS. With `defaults` (prepare), an absent flag stays out
+    of the namespace, so a TOML file's setting is not overridden, and help shows those defaults."""
+    from fastrec.engine.options import PACK_FLAGS, PackOptions
+    im2rec = p.add_argument_group("pack options (as im2rec.py)")
+    own = p.add_argument_group("fastrec pack options")
+    for flag in PACK_FLAGS:
+        if defaults is not None and flag.field in PREPARE_LEAVES_OUT:
+            continue
+        group = im2rec if flag.im2rec else own
+        default = getattr(PackOptions, flag.field) if defaults is None else defaults.get(flag.field,
+                                                                                      getattr(PackOptions, flag.field))
+        if flag.parse is None:
+            action = p.add_switch(group, flag.option, flag.help, dest=flag.field, words=flag.im2rec)
+        else:
+            shown = "none" if default is None else flag.text(default)
+            metavar = "{" + ",".join(flag.parse.values) + "}" if hasattr(flag.parse, "values") else None
+            action = group.add_argument(flag.option, dest=flag.field, type=checked(flag.parse), metavar=metavar,
+                                        default=None if default is None else shown, help=flag.help.replace("%", "%%"))
+        if defaults is not None:
+            action.default = argparse.SUPPRESS
+            action.help += f" (default: {default if flag.parse is None else shown})"
 
 
 def _pack_args_to_options(a: argparse.Namespace):
@@ -81,40 +139,81 @@ def _pack_args_to_options(a: argparse.Namespace):
 
 
 # ---------------------------------------------------------------- commands
+FROM_TAR_ONLY = (("min_images", 0), ("more_than", None), ("val_per_class", 0), ("val_prefix", None),
+                 ("val_chunks", 1), ("seed", 0))
+
+
 def cmd_list(a: argparse.Namespace) -> int:
     from fastrec.formats.lists import ListOptions, make_lists
     opts = ListOptions(recursive=a.recursive, exts=tuple(a.exts), chunks=a.chunks,
                        train_ratio=a.train_ratio, test_ratio=a.test_ratio, shuffle=a.shuffle)
+    if getattr(a, "labels", None):
+        return _list_labelled(a, opts)
     if getattr(a, "from_tar", None):
         return _list_from_tar(a, opts)
+    wrong = [f"--{k.replace('_', '-')}" for k, default in FROM_TAR_ONLY if getattr(a, k, default) != default]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} {'acts' if len(wrong) == 1 else 'act'} only with --from-tar (on a folder, run `fastrec filter` and "
+                         f"`fastrec split` first, then list the train and val trees)")
+    if getattr(a, "classes", None) or getattr(a, "ids", None):
+        raise UsageError("--classes and --ids go with --labels FILE (the labels of a flat set)")
     if a.root is None:
         raise UsageError("give the image ROOT (or --from-tar ARCHIVE)")
-    result = make_lists(a.prefix, a.root, opts)
+    result = make_lists(a.prefix, a.root, opts, allow_empty=False)
+    _print_lists(result)
+    return 0
+
+
+def _print_lists(result) -> None:
     for rel, label in result.label_map:  # im2rec prints the folder -> label mapping
         print(rel, label)
     for path in result.files:
         log.info("wrote %s (%d images)", path, result.counts[path])
-    return 0
+
+
+def _min_images(a: argparse.Namespace) -> int:
+    if a.more_than is not None:
+        if a.min_images:
+            raise UsageError("give --min-images N or --more-than N, not both")
+        return a.more_than + 1
+    return a.min_images
 
 
 def _list_from_tar(a: argparse.Namespace, opts) -> int:
     from fastrec.stages.tarlists import make_lists_from_tar
-    made = make_lists_from_tar(a.prefix, a.from_tar, opts, a.min_images, a.val_per_class, a.seed,
+    if a.root is not None:
+        raise UsageError(f"ROOT {a.root!r} is not used with --from-tar (the lists are relative to the archive)")
+    made = make_lists_from_tar(a.prefix, a.from_tar, opts, _min_images(a), a.val_per_class, a.seed,
                                a.val_prefix, a.val_chunks)
-    for rel, label in made.train.label_map:
-        print(rel, label)
     for result in (made.train, made.val):
-        for path in (result.files if result else []):
-            log.info("wrote %s (%d images)", path, result.counts[path])
+        if result:
+            _print_lists(result)
     if made.split.small_classes:
-        log.info("left out %d classes with fewer than %d images", len(made.split.small_classes), a.min_images)
+        log.info("left out %d classes with fewer than %d images", len(made.split.small_classes), _min_images(a))
     if made.rejected:
         log.info("left out %d archive members (see the warnings above)", len(made.rejected))
     return 0
 
 
+def _list_labelled(a: argparse.Namespace, opts) -> int:
+    from fastrec.stages.tarlists import make_labelled_lists
+    if not a.classes:
+        raise UsageError("--labels needs --classes: the train tree (its sorted class folders) or a synset "
+                         "file, so the labels are numbered like the train lists")
+    wrong = [f"--{k.replace('_', '-')}" for k, default in FROM_TAR_ONLY if getattr(a, k, default) != default]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} do not apply to --labels lists")
+    if bool(a.root) == bool(a.from_tar):
+        raise UsageError("give the flat validation folder ROOT, or --from-tar ARCHIVE, with --labels")
+    result = make_labelled_lists(a.prefix, a.root, a.from_tar, a.labels, a.classes, opts, a.ids)
+    _print_lists(result)
+    return 0
+
+
 def cmd_pack(a: argparse.Namespace) -> int:
     from fastrec.engine import pack_prefix
+    if a.shard_size and not a.dask:
+        raise UsageError("--shard-size applies to --dask runs only; add --dask ADDRESS or leave it out")
     summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
     return 1 if a.strict and summary.skipped else 0
 
@@ -157,24 +256,34 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from fastrec.reports.bench import run
     run(a.root, sample=a.sample, seed=a.seed, quality=a.quality, subsampling=a.subsampling,
-        dct=a.dct, filter=a.filter, resize=a.resize, upscale=a.upscale, threads=a.threads,
+        dct=a.dct, filter=a.filter, resize=a.resize, upscale=a.upscale, threads=a.num_thread,
         passes=a.passes, metric_sample=a.metric_sample, reference=a.reference,
         out=a.out or None, progress=a.progress)
     return 0
 
 
+PREPARE_FIELDS = ("work", "root", "val_root", "archives", "small_root", "min_images", "val_per_class", "seed",
+                  "chunks", "val_chunks", "extract_jobs", "raid_devices", "raid_mount", "raid_execute")
+
+
 def cmd_prepare(a: argparse.Namespace) -> int:
     import dataclasses
+    from fastrec.engine.options import PACK_FLAGS
     from fastrec.stages.prepare import PrepareConfig, prepare, report_lines
-    fields = ("work", "root", "val_root", "archives", "small_root", "min_images", "val_per_class", "seed",
-              "chunks", "val_chunks", "extract_jobs", "raid_devices", "raid_mount", "raid_execute", "from_tar")
-    given = {k: getattr(a, k) for k in fields if getattr(a, k) is not None}
-    pack_given = {k: getattr(a, k) for k in ("resize", "quality", "num_thread", "filter", "dask", "shard_size",
-                                             "no_upscale") if getattr(a, k) is not None}
+    given = {k: getattr(a, k) for k in PREPARE_FIELDS if getattr(a, k, None) is not None}
+    if getattr(a, "more_than", None) is not None:
+        if "min_images" in given:
+            raise UsageError("give --min-images N or --more-than N, not both")
+        given["min_images"] = a.more_than + 1
+    if a.from_tar:    # the archives to list and pack from (or --archive's, as before)
+        given["archives"] = [*given.get("archives", []), *(t for t in a.from_tar if t is not True)]
+        given["from_tar"] = True
+    pack_given = {f.field: getattr(a, f.field) for f in PACK_FLAGS if hasattr(a, f.field)}
     if a.config:
         cfg = PrepareConfig.from_toml(a.config, **given)
     else:
-        missing = [f"--{k.replace('_', '-')}" for k in ("work", "root", "val_root") if k not in given]
+        needed = ("work",) if given.get("from_tar") else ("work", "root", "val_root")
+        missing = [f"--{k.replace('_', '-')}" for k in needed if k not in given]
         if missing:
             raise UsageError(f"missing {', '.join(missing)} (or give --config)")
         cfg = PrepareConfig(**given)
@@ -185,11 +294,20 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     return 0
 
 
+class _TarSwitch(argparse.Action):
+    """prepare's --from-tar: bare (read --archive's tars) or with archives, as list/pack's --from-tar."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        got = getattr(namespace, self.dest, None) or []
+        setattr(namespace, self.dest, [*got, *(values or [True])])
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     import fastrec
-    parser = argparse.ArgumentParser(prog="fastrec", description=fastrec.__doc__.split("\n")[0] + " "
-                                     "`fastrec COMMAND --help` for each command.")
+    from fastrec.stages.prepare import PREPARE_PACK_DEFAULTS, PrepareConfig
+    parser = Parser(prog="fastrec", description=fastrec.__doc__.split("\n")[0] + " "
+                    "`fastrec COMMAND --help` for each command.")
     parser.add_argument("--version", action="version", version=f"fastrec {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -198,29 +316,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prefix", help="prefix of the .lst files to write")
     p.add_argument("root", nargs="?", help="folder holding the images (not with --from-tar)")
     add_list_flags(p)
-    t = p.add_argument_group("listing tar archives without extracting them")
-    t.add_argument("--from-tar", action="append", metavar="ARCHIVE",
+    t = p.add_argument_group("listing tar archives without extracting them (these act only with --from-tar)")
+    t.add_argument("--from-tar", action="append", metavar="ARCHIVE", type=PATH,
                    help="list the images of this tar (outer tar of class tars, folder of class tars, "
                         "or a tar of class folders) as the extracted tree would be listed; repeatable")
-    t.add_argument("--min-images", type=int, default=0, help="leave out classes with fewer images (as filter)")
-    t.add_argument("--val-per-class", type=int, default=0, help="images per class for validation (as split)")
-    t.add_argument("--val-prefix", help="prefix of the validation .lst files")
-    t.add_argument("--val-chunks", type=int, default=1, help="chunks of the validation lists")
-    t.add_argument("--seed", type=int, default=0, help="the validation split's seed (as split)")
+    t.add_argument("--min-images", type=whole(0), default=0,
+                   help="leave out classes with fewer images (as filter; keeps a class of exactly N)")
+    t.add_argument("--more-than", type=whole(0), default=None,
+                   help="leave out classes with N images or fewer (the tutorial's `count > N`)")
+    t.add_argument("--val-per-class", type=whole(0), default=0, help="images per class for validation (as split)")
+    t.add_argument("--val-prefix", type=PATH, help="prefix of the validation .lst files")
+    t.add_argument("--val-chunks", type=whole(1, 1 << 20), default=1, help="chunks of the validation lists")
+    t.add_argument("--seed", type=whole(0), default=0, help="the validation split's seed (as split)")
+    v = p.add_argument_group("labels from a file (a flat validation set such as ILSVRC2012_img_val.tar)")
+    v.add_argument("--labels", metavar="FILE", type=PATH,
+                   help="ground truth: `file class` lines (class: a folder name of the train tree or its "
+                        "label), or ILSVRC2012_validation_ground_truth.txt (one 1-based ILSVRC id a line, "
+                        "in file-name order; with --ids)")
+    v.add_argument("--classes", metavar="TRAIN_ROOT|SYNSETS", type=PATH,
+                   help="the train tree (its sorted class folders give the labels, as list --recursive) "
+                        "or a synset file (one class a line, label = line number from 0)")
+    v.add_argument("--ids", metavar="SYNSETS", type=PATH,
+                   help="with a devkit ground truth: the devkit's class order (line i: the class of ILSVRC "
+                        "id i; default: the --classes synset file)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("pack", help="pack .lst files into .rec/.idx like im2rec.py, natively")
     p.add_argument("prefix", help="prefix of the .lst files to pack (or a folder of them)")
     p.add_argument("root", nargs="?", help="folder the .lst paths are relative to (not with --from-tar)")
     add_pack_flags(p)
-    p.add_argument("--from-tar", action="append", metavar="ARCHIVE",
+    p.add_argument("--from-tar", action="append", metavar="ARCHIVE", type=PATH,
                    help="read the images from these tar archives instead of files (see list --from-tar)")
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("im2rec", help="drop-in for `python im2rec.py ARGS` (list and pack modes)")
     p.add_argument("prefix", help="prefix of input/output lst and rec files")
     p.add_argument("root", help="path to folder containing images")
-    p.add_argument("--list", action="store_true", help="create an image list instead of a database")
+    p.add_switch(p, "--list", "create an image list instead of a database", words=True)
     add_list_flags(p)
     add_pack_flags(p)
     p.set_defaults(func=cmd_im2rec)
@@ -228,31 +360,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check the framing, index and headers of .rec files")
     p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
     p.add_argument("--decode", action="store_true", help="also decode every image")
-    p.add_argument("--resize", type=int, default=None,
+    p.add_argument("--resize", type=whole(1, 65500), default=None,
                    help="with --decode: the shorter edge every image must have")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="show record headers, label counts and image sizes of .rec files")
     p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
-    p.add_argument("--head", type=int, default=10, help="print the first N record headers")
-    p.add_argument("--contact-sheet", metavar="FILE.png", help="write a grid of sampled images")
-    p.add_argument("--sample", type=int, default=48, help="images on the contact sheet")
+    p.add_argument("--head", type=whole(0), default=10, help="print the first N record headers")
+    p.add_argument("--contact-sheet", metavar="FILE.png", type=PATH, help="write a grid of sampled images")
+    p.add_argument("--sample", type=whole(1, 10_000), default=48, help="images on the contact sheet")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("bench", help="measure speed, size and fidelity of codec settings on a sample of a tree")
     p.add_argument("root", help="folder holding the images (searched recursively)")
-    p.add_argument("--sample", type=int, default=200, help="images drawn at random from the tree")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random sample")
+    p.add_argument("--sample", type=whole(1, 1 << 30), default=200, help="images drawn at random from the tree")
+    p.add_argument("--seed", type=whole(0), default=0, help="seed of the random sample")
     p.add_argument("--quality", default="80,90,95", help="JPEG qualities to try, comma-separated (1-100)")
     p.add_argument("--subsampling", default="420,444", help="chroma subsamplings to try: 420, 422, 444")
     p.add_argument("--dct", default="accurate", help="DCT variants to try: accurate, fast (fast gains little on AVX2)")
     p.add_argument("--filter", default="auto", help="resize filters to try (auto, lanczos, bicubic, triangle)")
-    p.add_argument("--resize", type=int, default=480, help="shorter edge in pixels, as im2rec (0: keep the size)")
+    p.add_argument("--resize", type=whole(0, 65500), default=480,
+                   help="shorter edge in pixels, as im2rec (0: keep the size)")
     p.add_argument("--upscale", default="yes,no",
                    help="yes: enlarge images smaller than --resize (im2rec); no: keep them (--no-upscale)")
-    p.add_argument("--threads", type=int, default=1, help="threads, each with its own worker; speed is per thread")
-    p.add_argument("--passes", type=int, default=2, help="timed passes after a warm-up; the best counts")
-    p.add_argument("--metric-sample", type=int, default=50, help="images of the sample that PSNR/SSIM use")
+    p.add_argument("--num-thread", type=whole(1, 1024), default=1,
+                   help="threads, each with its own worker; speed is per thread")
+    hidden_alias(p, "--threads", "num_thread", type=whole(1, 1024))
+    p.add_argument("--passes", type=whole(1, 1000), default=2, help="timed passes after a warm-up; the best counts")
+    p.add_argument("--metric-sample", type=whole(1, 1 << 30), default=50,
+                   help="images of the sample that PSNR/SSIM use")
     p.add_argument("--reference", default="lanczos", help="filter of the full-resolution reference resize "
                    "(lanczos, bicubic, triangle, box)")
     p.add_argument("--out", default="fastrec-bench", help="folder for bench.csv, bench.json, bench.png ('' for none)")
@@ -260,31 +396,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar (auto: only on a terminal)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("prepare", help="the whole chain: [raid] extract filter split list pack, resumable")
-    p.add_argument("--config", metavar="TOML", help="settings file (flags given here override it)")
-    p.add_argument("--work", help="folder for lists, .rec files and the state file")
-    p.add_argument("--archive", dest="archives", action="append", metavar="TAR",
+    d = PrepareConfig.__dataclass_fields__
+    p = sub.add_parser("prepare", help="the whole chain: [raid] extract filter split list pack, resumable",
+                       argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="TOML", type=PATH, default=None,
+                   help="settings file (flags given here override it)")
+    p.add_argument("--work", type=PATH, help="folder for lists, .rec files and the state file")
+    p.add_argument("--archive", dest="archives", action="append", metavar="TAR", type=PATH,
                    help="ImageNet-style tar(s) to extract (repeat; omit if --root is already extracted)")
-    p.add_argument("--root", help="train image tree (extract destination)")
-    p.add_argument("--val-root", help="validation tree that split fills")
-    p.add_argument("--small-root", help="where filter moves classes with too few images")
-    p.add_argument("--min-images", type=int, help="filter: minimum images per class (0: no filter; 500)")
-    p.add_argument("--val-per-class", type=int, help="split: images per class for validation (0: none; 50)")
-    p.add_argument("--seed", type=int, help="split seed (0)")
-    p.add_argument("--chunks", type=int, help="train .lst/.rec chunks (8)")
-    p.add_argument("--val-chunks", type=int, help="validation chunks (1)")
-    p.add_argument("--extract-jobs", type=int, help="parallel class extraction (4)")
-    p.add_argument("--raid-device", dest="raid_devices", action="append", metavar="DEV",
+    p.add_argument("--root", type=PATH, help="train image tree (extract destination; not with --from-tar)")
+    p.add_argument("--val-root", type=PATH, help="validation tree that split fills (not with --from-tar)")
+    p.add_argument("--small-root", type=PATH, help="where filter moves classes with too few images "
+                   "(default: WORK/small-classes)")
+    p.add_argument("--min-images", type=whole(0),
+                   help=f"filter: keep classes of at least N images (0: no filter) (default: {d['min_images'].default})")
+    p.add_argument("--more-than", type=whole(0),
+                   help="filter: keep classes of more than N images (the tutorial's `count > N`)")
+    p.add_argument("--val-per-class", type=whole(0),
+                   help=f"split: images per class for validation (0: none) (default: {d['val_per_class'].default})")
+    p.add_argument("--seed", type=whole(0), help=f"split seed (default: {d['seed'].default})")
+    p.add_argument("--chunks", type=whole(1, 1 << 20), help=f"train .lst/.rec chunks (default: {d['chunks'].default})")
+    p.add_argument("--val-chunks", type=whole(1, 1 << 20),
+                   help=f"validation chunks (default: {d['val_chunks'].default})")
+    p.add_argument("--extract-num-thread", dest="extract_jobs", type=whole(1, 1024),
+                   help=f"classes extracted at once (default: {d['extract_jobs'].default})")
+    hidden_alias(p, "--extract-jobs", "extract_jobs", type=whole(1, 1024))
+    p.add_argument("--raid-device", dest="raid_devices", action="append", metavar="DEV", type=PATH,
                    help="stripe these disks first (repeat); the plan is printed unless --raid-execute")
-    p.add_argument("--raid-mount", help="mount point of the RAID-0 volume")
-    p.add_argument("--raid-execute", action="store_true", default=None, help="really create the array")
-    for flag, kind in (("--resize", int), ("--quality", int), ("--num-thread", int), ("--filter", str),
-                       ("--dask", str), ("--shard-size", int)):
-        p.add_argument(flag, type=kind, default=None, help=f"pack {flag} (see fastrec pack)")
-    p.add_argument("--no-upscale", action="store_true", default=None, help="pack --no-upscale")
-    p.add_argument("--from-tar", action="store_true", default=None,
-                   help="list and pack straight from the --archive tars: no extraction, no file moves")
-    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--raid-mount", type=PATH, help="mount point of the RAID-0 volume")
+    p.add_argument("--raid-execute", action="store_true", help="really create the array (default: False)")
+    add_pack_flags(p, PREPARE_PACK_DEFAULTS)
+    p.add_argument("--from-tar", nargs="*", action=_TarSwitch, metavar="ARCHIVE", type=PATH, default=None,
+                   help="list and pack straight from tar archives (these, or --archive's): no extraction, "
+                        "no file moves, no --root/--val-root")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar (auto: only on a terminal) (default: auto)")
     p.set_defaults(func=cmd_prepare)
 
     # -- stage commands are registered below this line --
@@ -294,12 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
     from fastrec.stages import split
     for stage in (raid, extract, filter_, split):
         stage.register(sub)
+    parser.commands = sub.choices
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    try:
+        a, extras = parser.parse_known_args(argv)
+        if extras:   # the sub-command's usage, not the top level's
+            parser.commands[a.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    except SystemExit as done:   # a wrong argument (status 2), --help or --version (0)
+        return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 2) if a.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     try:

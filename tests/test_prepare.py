@@ -164,7 +164,7 @@ def test_from_tar_gives_the_same_files_without_extracting(reference, archive, tm
     cfg.from_tar = True
     state = prepare(cfg)
     assert not (tmp_path / "train").exists() and not (tmp_path / "val").exists()
-    assert state["done"]["extract"] is None and len(state["done"]["list"]["small_classes"]) == 2
+    assert state["done"]["extract"] == {"on_index": True} and len(state["done"]["list"]["small_classes"]) == 2
     ours, theirs = _recs(tmp_path), _recs(ref_base)
     assert ours.keys() == theirs.keys()
     for name in theirs:
@@ -199,4 +199,4 @@ quality = 85
     bad = tmp_path / "bad.toml"
     bad.write_text('work = "x"\nroot = "y"\nval_root = "z"\nmin_imgs = 3\n')
     r = subprocess.run([sys.executable, "-m", "fastrec", "prepare", "--config", str(bad)], capture_output=True, text=True)
-    assert r.returncode == 2 and "unknown setting(s) min_imgs" in r.stderr
+    assert r.returncode == 2 and "unknown setting(s) 'min_imgs' (did you mean 'min_images'?)" in r.stderr

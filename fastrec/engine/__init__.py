@@ -40,6 +40,10 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
     for lst in lists:
         log.info("Creating .rec file from %s in %s", lst, work)
     jobs = [Job.for_list(lst, root) for lst in lists]
+    if not any(job.items for job in jobs):
+        raise PackError(f"the list(s) {', '.join(os.path.basename(p) for p in lists)} hold no image line "
+                        f"(`id<TAB>label<TAB>path`); nothing to pack (was `fastrec list` run without "
+                        f"--recursive on a tree of class folders?)")
     for job in jobs:
         job.source = source
     if opts.dask:

@@ -161,7 +161,10 @@ def _client(address: str):
     except ImportError as err:
         raise PackError("--dask needs Dask: pip install 'fastrec[dask]' (dask and distributed)") from err
     if address == "local" or address.startswith("local:"):
-        workers = int(address.partition(":")[2] or os.cpu_count() or 1)
+        n = address.partition(":")[2]
+        if n and not (n.isdigit() and int(n) >= 1):   # local:0 would wait for a worker forever
+            raise PackError(f"--dask {address!r}: local:N needs N >= 1 workers")
+        workers = int(n or os.cpu_count() or 1)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
         return Client(cluster), cluster

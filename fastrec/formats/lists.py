@@ -144,11 +144,24 @@ def split_outputs(prefix: str, entries: list[ImageEntry], opts: ListOptions) -> 
     return out
 
 
+def _empty_cause(root: str, opts: ListOptions) -> str:
+    """Why a listing found no image: the likeliest cause first."""
+    exts = ", ".join(opts.exts)
+    if not opts.recursive and os.path.isdir(root):
+        for _, _, files in os.walk(root, onerror=lambda err: None):
+            if any(_matches(name, tuple(opts.exts)) for name in files):
+                return (f"no image ({exts}) directly in {root!r}, but its sub-folders hold some: "
+                        f"add --recursive (each class folder gets its own label)")
+    return f"no image ({exts}) under {root!r}: check ROOT and --exts (compared lower-cased)"
+
+
 def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
-               entries: list[ImageEntry] | None = None) -> ListResult:
+               entries: list[ImageEntry] | None = None, allow_empty: bool = True) -> ListResult:
     """Write the .lst files `im2rec.py --list PREFIX ROOT` would write.
 
-    `entries` replaces the directory walk (e.g. when listing from a tar index).
+    `entries` replaces the directory walk (e.g. when listing from a tar index). Without
+    `allow_empty`, a listing that finds no image raises ListError with its likely cause (and
+    writes nothing), where im2rec writes empty lists.
     """
     opts = opts or ListOptions()
     if opts.chunks < 1:
@@ -163,6 +176,8 @@ def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
     else:
         label_map = _label_map(entries)
     entries = list(entries)
+    if not entries and not allow_empty:
+        raise ListError(_empty_cause(root, opts) + "; no list was written")
     if opts.shuffle:
         random.Random(SHUFFLE_SEED).shuffle(entries)
     result = ListResult(label_map=label_map)
@@ -213,3 +228,82 @@ def find_lists(prefix: str) -> tuple[str, list[str]]:
         if os.path.isfile(full) and full.startswith(prefix) and full.endswith(".lst"):
             found.append(full)
     return work, found
+
+
+# ---------------------------------------------------------------- labels from a ground-truth file
+def class_labels(classes: str, exts: Sequence[str] = DEFAULT_EXTS) -> dict[str, int]:
+    """class name -> label, numbered as the train lists number them: `classes` is the train tree
+    (the labels `list --recursive` gives its folders) or a synset file (first word of each line,
+    label = line number from 0, e.g. synset_words.txt or caffe's synsets.txt)."""
+    if os.path.isdir(classes):
+        _, label_map = list_images(classes, True, tuple(exts))
+        if not label_map:
+            raise ListError(f"the train tree {classes!r} holds no image folder ({', '.join(exts)})")
+        if any(rel == "." or os.sep in rel for rel, _ in label_map):
+            raise ListError(f"the train tree {classes!r} is not one folder per class (images at its top or in "
+                            f"nested folders); give a synset file as --classes instead")
+        return dict(label_map)
+    words = _read_words(classes)
+    names = [w[0] for w in words]
+    if len(set(names)) != len(names):
+        raise ListError(f"the synset file {classes!r} names a class twice")
+    return {name: i for i, name in enumerate(names)}
+
+
+def _read_words(path: str) -> list[list[str]]:
+    try:
+        with open(path, encoding=LST_ENCODING, errors=LST_ERRORS) as f:
+            return [line.replace(",", " ").split() for line in f if line.strip()]
+    except OSError as err:
+        raise ListError(f"cannot read {path!r}: {err.strerror}") from err
+
+
+def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
+                        ids: dict[str, int] | None = None) -> list[float]:
+    """The label of each file of `names` (basenames, in file order) from a ground-truth file:
+
+    - `file class` lines (comma or space separated; `file` with or without its extension;
+      `class` a class name of `labels`, or a label number; extra columns and a header line are
+      ignored), as in LOC_val_solution.csv or caffe's val.txt;
+    - or one number a line (ILSVRC2012_validation_ground_truth.txt): the 1-based ILSVRC id of
+      the file at that position; `ids` maps a class name to its id (the devkit's class order).
+    Every file must get exactly one label: a missing or unknown one is an error, not label 0."""
+    words = _read_words(path)
+    if words and all(len(w) == 1 and w[0].isdigit() for w in words):
+        if ids is None:
+            raise ListError(f"{path!r} holds one ILSVRC id a line (the devkit's form): give the devkit's class "
+                            f"order with --ids SYNSETS (line i: the class of id i)")
+        by_id = {i: name for name, i in ids.items()}
+        if len(words) != len(names):
+            raise ListError(f"{path!r} has {len(words)} ids for {len(names)} images: the ground truth of "
+                            f"another set? (one 1-based id a line, in file-name order)")
+        out = []
+        for name, (word,) in zip(names, words):
+            cls = by_id.get(int(word))
+            if cls is None or cls not in labels:
+                raise ListError(f"{path!r}: id {word} of {name} is not a class of --ids and --classes")
+            out.append(float(labels[cls]))
+        return out
+    table: dict[str, float] = {}
+    for n, w in enumerate(words):
+        if len(w) < 2:
+            raise ListError(f"{path!r} line {n + 1}: expected `file class`, got {' '.join(w)!r}")
+        cls = w[1]
+        if cls in labels:
+            label = labels[cls]
+        elif cls.isdigit() and int(cls) < len(labels):
+            label = int(cls)
+        elif n == 0:
+            continue        # a header line (ImageId,PredictionString)
+        else:
+            raise ListError(f"{path!r} line {n + 1}: class {cls!r} is not a class of --classes")
+        table[w[0]] = table[os.path.splitext(w[0])[0]] = float(label)
+    out, missing = [], []
+    for name in names:
+        label = table.get(name, table.get(os.path.splitext(name)[0]))
+        if label is None:
+            missing.append(name)
+        out.append(label)
+    if missing:
+        raise ListError(f"{len(missing)} of {len(names)} images have no label in {path!r}, e.g. {missing[0]!r}")
+    return out

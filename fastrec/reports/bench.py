@@ -72,6 +72,11 @@ class Setting:
         return (f"q{self.quality} {SUBSAMPLING_LABEL[self.subsampling]} {self.dct} {self.filter}"
                 f"{'' if self.upscale else ' no-upscale'}")
 
+    def pack_command(self, resize: int) -> str:
+        """The `fastrec pack` command line that packs with this setting (tests/test_cli.py parses it)."""
+        return (f"fastrec pack PREFIX ROOT --resize {resize} --quality {self.quality} --subsampling "
+                f"{self.subsampling} --dct {self.dct} --filter {self.filter}{'' if self.upscale else ' --no-upscale'}")
+
     def worker_kwargs(self, resize: int) -> dict:
         return dict(resize=resize, quality=self.quality, subsampling=self.subsampling,
                     fast_dct=self.dct == "fast", filter=self.filter, no_upscale=not self.upscale)
@@ -616,12 +621,14 @@ def summary_lines(result: BenchResult) -> list[str]:
                          f"{100 * (1 - alt.bytes_per_image / seed.bytes_per_image):.0f}% smaller "
                          f"({alt.kib_per_image:.1f} vs {seed.kib_per_image:.1f} KiB/img) at "
                          f"{alt.images_per_s_per_core:.0f} vs {seed.images_per_s_per_core:.0f} img/s/core")
+            lines.append(f"  to pack with it: {alt.setting.pack_command(o.resize)}")
         elif alt is not None:
             lines.append("the seed default is on the Pareto front: nothing smaller is as faithful")
     if front:
         fastest = max(front, key=lambda r: r.images_per_s_per_core)
         lines.append(f"fastest Pareto setting: {fastest.setting.label} ({fastest.images_per_s_per_core:.0f} img/s/core, "
                      f"{fastest.kib_per_image:.1f} KiB/img, {fastest.psnr_db:.2f} dB)")
+        lines.append(f"  to pack with it: {fastest.setting.pack_command(o.resize)}")
     return lines
 
 

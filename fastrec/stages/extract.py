@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, NamedTuple, Sequence
 
 from fastrec import fsutil
+from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import UsageError
 from fastrec.formats.tar import (TAR_SUFFIXES, EndCheckedTarInfo, RefusedMember as _Refused, TarError,
                                  check_class as _check_class, hard_link_rel, inner_tar_class, place_member,
@@ -458,15 +459,16 @@ def cmd_extract(a: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("extract", help="unpack an outer tar of class tars (or class tars) into DEST/<class>/")
-    p.add_argument("archives", nargs="+", metavar="ARCHIVE",
+    p.add_argument("archives", nargs="+", metavar="ARCHIVE", type=PATH,
                    help="an outer tar of class tars, a folder of class tars, or a tar of files")
     p.add_argument("dest", metavar="DEST", help="folder the classes are extracted into")
-    p.add_argument("--jobs", type=int, default=4, help="classes extracted at once (threads; default 4)")
-    p.add_argument("--buffer-mib", type=int, default=1024,
-                   help="MiB of inner tars held in memory at once (default 1024)")
+    p.add_argument("--num-thread", dest="jobs", type=whole(1, 1024), default=4, help="classes extracted at once (threads)")
+    hidden_alias(p, "--jobs", "jobs", type=whole(1, 1024))
+    p.add_argument("--buffer-mib", type=whole(1, 1 << 30), default=1024,
+                   help="MiB of inner tars held in memory at once")
     p.add_argument("--no-fsync", action="store_true",
                    help="do not fsync files (faster; a crash may leave classes marked done but incomplete)")
-    p.add_argument("--skip-classes-in", action="append", default=[], metavar="DIR",
+    p.add_argument("--skip-classes-in", action="append", default=[], metavar="DIR", type=PATH,
                    help="a class with a folder in DIR counts as done too (e.g. filter's --move-to); repeatable")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from fastrec import fsutil
 from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.stages.args import PATH, whole
 from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
 # ---------------------------------------------------------------- command line
 def cmd_filter(a: argparse.Namespace) -> int:
     try:
-        s = filter_classes(a.root, a.min_images, a.move_to, exts=a.exts, dry_run=a.dry_run,
+        s = filter_classes(a.root, a.min_images if a.more_than is None else a.more_than + 1, a.move_to, exts=a.exts, dry_run=a.dry_run,
                            progress=a.progress)
     except FilterError as err:
         raise UsageError(str(err)) from err
@@ -114,11 +115,14 @@ def cmd_filter(a: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("filter", help="move classes with too few images out of the tree")
     p.add_argument("root", help="folder whose sub-folders are the classes")
-    p.add_argument("--min-images", type=int, default=500,
-                   help="classes with fewer images than this are moved (default 500)")
-    p.add_argument("--move-to", required=True, help="folder the small classes are moved into")
+    p.add_argument("--min-images", type=whole(0), default=500,
+                   help="classes with fewer images than this are moved: a class of exactly N stays "
+                        "(the tutorial's `count > 500` is --more-than 500)")
+    p.add_argument("--more-than", type=whole(0), default=None,
+                   help="classes with N images or fewer are moved (the tutorial's `count > N`)")
+    p.add_argument("--move-to", required=True, type=PATH, help="folder the small classes are moved into")
     p.add_argument("--exts", nargs="+", default=list(DEFAULT_EXTS),
-                   help="extensions counted as images (default: %(default)s)")
+                   help="extensions counted as images")
     p.add_argument("--dry-run", action="store_true", help="only print what would move")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")

@@ -24,6 +24,7 @@ from fastrec.formats.lists import ListOptions, find_lists, make_lists
 from fastrec.errors import FastrecError
 
 STATE_NAME = "prepare.state.json"
+PREPARE_PACK_DEFAULTS = {"resize": 480, "quality": 90}   # the seed workflow's, not im2rec's 0/95
 STAGES = ("raid", "extract", "filter", "split", "list", "pack")
 
 
@@ -37,8 +38,8 @@ class PrepareConfig:
     extract destination), `val_root`, `small_root` (where filter moves small classes)."""
 
     work: str
-    root: str
-    val_root: str
+    root: str = ""                  # not used with from_tar
+    val_root: str = ""
     archives: list[str] = field(default_factory=list)  # empty: `root` is already extracted
     small_root: str = ""
     min_images: int = 500           # 0 disables filter
@@ -50,22 +51,42 @@ class PrepareConfig:
     raid_devices: list[str] = field(default_factory=list)
     raid_mount: str = ""
     raid_execute: bool = False
-    pack: PackOptions = field(default_factory=lambda: PackOptions(resize=480, quality=90))
+    pack: PackOptions = field(default_factory=lambda: PackOptions(**PREPARE_PACK_DEFAULTS))
     from_tar: bool = False          # list and pack straight from the archives: no extract, no moves
     progress: str = "auto"
 
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "PrepareConfig":
         """Read a config like:  work = "..."  root = "..."  val_root = "..."  [pack] resize = 480"""
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-        pack = PackOptions(**{"resize": 480, "quality": 90, **data.pop("pack", {})})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise PrepareError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as err:
+            raise PrepareError(f"cannot read the config {path!r}: {err.strerror}") from err
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise PrepareError(f"{path}: not valid TOML: {err}") from err
+        pack = data.pop("pack", {})
+        if not isinstance(pack, dict):
+            raise PrepareError(f"{path}: pack must be a [pack] table")
+        _refuse_unknown(path, pack, {f.name for f in dataclasses.fields(PackOptions)} - {"resume", "progress"},
+                        "[pack] ")
+        _refuse_unknown(path, data, {f.name for f in dataclasses.fields(cls)} - {"pack", "progress"}, "")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(pack=pack, **data)
+        cfg = cls(pack=PackOptions(**{**PREPARE_PACK_DEFAULTS, **pack}), **data)
+        try:
+            cfg.pack.validate()
+        except FastrecError as err:
+            raise PrepareError(f"{path}: [pack] {err}") from err
+        return cfg
+
+    def check(self) -> None:
+        """Settings that cannot work together, refused before anything runs."""
+        if self.from_tar:
+            if not self.archives:
+                raise PrepareError("--from-tar needs the archives (--from-tar ARCHIVE..., or --archive)")
+        elif not self.root or not self.val_root:
+            raise PrepareError("give --root and --val-root (or --from-tar ARCHIVE to work from the archives)")
+        self.pack.validate()
 
     def fingerprint(self) -> dict:
         d = dataclasses.asdict(self)
@@ -73,6 +94,15 @@ class PrepareConfig:
         d.pop("progress")
         d.pop("extract_jobs")
         return d
+
+
+def _refuse_unknown(path: str, table: dict, known: set, where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        import difflib
+        hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
+                 for k in unknown]
+        raise PrepareError(f"{path}: unknown {where}setting(s) {', '.join(hints)}")
 
 
 def _load_state(path: str, config: PrepareConfig) -> dict:
@@ -156,7 +186,7 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
         from fastrec.stages.raid import RaidOptions, create_raid
         return _summary_dict(create_raid(RaidOptions(cfg.raid_devices, cfg.raid_mount), execute=cfg.raid_execute))
     if name in ("extract", "filter", "split") and cfg.from_tar:
-        return None    # done on the index by the list stage
+        return {"on_index": True}    # extract is not needed; filter and split are done on the index by list
     if name == "extract":
         if not cfg.archives:
             return None
@@ -177,8 +207,12 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
     if name == "split":
         if not cfg.val_per_class:
             return None
-        from fastrec.stages.split import split_classes
-        s = split_classes(cfg.root, cfg.val_root, cfg.val_per_class, cfg.seed, progress=cfg.progress)
+        from fastrec.stages.split import SplitError, split_classes
+        try:
+            s = split_classes(cfg.root, cfg.val_root, cfg.val_per_class, cfg.seed, progress=cfg.progress)
+        except SplitError as err:   # its hints name split's own flags; say prepare's
+            raise PrepareError(str(err).replace("pass another --manifest", "give prepare another --val-root")
+                               .replace("--per-class", "--val-per-class")) from err
         return {"classes": s.classes, "moved": len(s.moves), "manifest": s.manifest}
     if name == "list":
         return _list_stage(cfg)
@@ -189,9 +223,14 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
 
 def prepare(cfg: PrepareConfig) -> dict:
     """Run (or resume) the chain; returns the state with every stage's summary and timing."""
-    os.makedirs(cfg.work, exist_ok=True)
+    cfg.check()
+    try:
+        os.makedirs(cfg.work, exist_ok=True)
+    except OSError as err:
+        raise PrepareError(f"cannot create the --work folder {cfg.work!r}: {err.strerror}") from err
     state_path = os.path.join(cfg.work, STATE_NAME)
     state = _load_state(state_path, cfg)
+    state["earlier"] = [name for name in STAGES if name in state["done"]]
     for name in STAGES:
         if name in state["done"]:
             continue
@@ -199,17 +238,20 @@ def prepare(cfg: PrepareConfig) -> dict:
         result = run_stage(name, cfg)
         state["seconds"][name] = state["seconds"].get(name, 0.0) + time.perf_counter() - started
         state["done"][name] = result
-        _save_state(state_path, state)
+        _save_state(state_path, {k: v for k, v in state.items() if k != "earlier"})
     return state
 
 
 def report_lines(state: dict) -> list[str]:
-    done, secs = state["done"], state["seconds"]
+    done, secs, earlier = state["done"], state["seconds"], state.get("earlier", ())
     out = ["stage     seconds  result"]
     for name in STAGES:
         result = done.get(name)
         if result is None:
             text = "skipped (not configured)" if name in done else "not run"
+        elif result.get("on_index"):
+            text = ("not needed: the images are read from the archives" if name == "extract"
+                    else "done on the archive index (see list)")
         elif name == "extract":
             text = (f"{result['classes']} classes, {result['files']} files, {result['bytes'] / 1e9:.2f} GB; "
                     f"{len(result['refused'])} members refused, {len(result['corrupt'])} corrupt")
@@ -232,7 +274,8 @@ def report_lines(state: dict) -> list[str]:
             text = "; ".join(parts)
         else:
             text = "done"
-        out.append(f"{name:<8} {secs.get(name, 0.0):8.1f}  {text}")
+        seconds = "earlier" if name in earlier else f"{secs.get(name, 0.0):.1f}"
+        out.append(f"{name:<8} {seconds:>8}  {text}{' (done earlier)' if name in earlier else ''}")
     for split, r in (done.get("pack") or {}).items():
         for rec, size in r["files"].items():
             out.append(f"  {rec}  {size / 1e6:.1f} MB")

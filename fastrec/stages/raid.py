@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from fastrec import fsutil
+from fastrec.stages.args import PATH, whole
 from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger(__name__)
@@ -380,10 +381,10 @@ def default_system() -> System:
 def register(subparsers) -> None:
     p = subparsers.add_parser("raid", help="stripe disks into one RAID-0 volume and mount it (dry run by default)")
     p.add_argument("devices", nargs="+", metavar="DEVICE", help="disks to stripe, e.g. /dev/nvme1n1 /dev/nvme2n1")
-    p.add_argument("--mount", required=True, help="folder to mount the volume on")
-    p.add_argument("--fs", choices=FILESYSTEMS, default="ext4", help="filesystem (default ext4)")
-    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_KIB, help="RAID chunk in KiB (default 512)")
-    p.add_argument("--md", help="array device (default: the first free /dev/mdN)")
+    p.add_argument("--mount", required=True, type=PATH, help="folder to mount the volume on")
+    p.add_argument("--fs", choices=FILESYSTEMS, default="ext4", help="filesystem")
+    p.add_argument("--chunk", type=whole(4, 1 << 30), default=DEFAULT_CHUNK_KIB, help="RAID chunk in KiB")
+    p.add_argument("--md", type=PATH, help="array device (default: the first free /dev/mdN)")
     p.add_argument("--persist", action="store_true", help="add an /etc/fstab line (by UUID, nofail)")
     p.add_argument("--execute", action="store_true", help="run the commands (default: only print them)")
     p.add_argument("--force", action="store_true",

@@ -29,6 +29,7 @@ from typing import Sequence
 
 from fastrec import fsutil
 from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger(__name__)
@@ -125,11 +126,11 @@ def _plan(root: str, val_root: str, per_class: int, seed: int, exts: Sequence[st
                 clashes.append(dst)
             moves.append((src, dst))
     if too_few:
-        raise SplitError(f"{len(too_few)} classes have too few images for --per-class {per_class} "
+        raise SplitError(f"{len(too_few)} classes have too few images for --val-per-class {per_class} "
                          f"(each needs at least {per_class + 1}, so one stays for training): "
                          f"{', '.join(too_few[:20])}{' ...' if len(too_few) > 20 else ''}; move them "
                          f"away first (fastrec filter {root} --min-images {per_class + 1} --move-to DIR) "
-                         f"or lower --per-class; nothing was moved")
+                         f"or lower --val-per-class; nothing was moved")
     if clashes:
         raise SplitError(f"{len(clashes)} files already exist in the validation tree, e.g. "
                          f"{clashes[0]!r}; split into an empty --val-root (or undo the earlier split "
@@ -174,7 +175,7 @@ def split_classes(root: str, val_root: str, per_class: int, seed: int = 0, *,
     exts = tuple(e.lower() for e in exts)
     manifest = os.path.abspath(manifest or default_manifest(val_root))
     if per_class < 1:
-        raise SplitError(f"--per-class must be at least 1, got {per_class}")
+        raise SplitError(f"--val-per-class must be at least 1, got {per_class}")
     if not os.path.isdir(root):
         raise SplitError(f"image root {root!r} does not exist or is not a folder")
     try:
@@ -260,14 +261,15 @@ def cmd_split(a: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("split", help="move N seeded-random images per class into a validation tree")
     p.add_argument("root", nargs="?", help="training tree whose sub-folders are the classes")
-    p.add_argument("--val-root", help="validation tree to move the images into")
-    p.add_argument("--per-class", type=int, default=50, help="images moved per class (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same split")
+    p.add_argument("--val-root", type=PATH, help="validation tree to move the images into")
+    p.add_argument("--val-per-class", dest="per_class", type=whole(1), default=50, help="images moved per class")
+    hidden_alias(p, "--per-class", "per_class", type=whole(1))
+    p.add_argument("--seed", type=whole(0), default=0, help="random seed; the same seed gives the same split")
     p.add_argument("--exts", nargs="+", default=list(DEFAULT_EXTS),
-                   help="extensions counted as images (default: %(default)s)")
-    p.add_argument("--manifest", help=f"move list to write (default VAL_ROOT/{MANIFEST_NAME})")
+                   help="extensions counted as images")
+    p.add_argument("--manifest", type=PATH, help=f"move list to write (default VAL_ROOT/{MANIFEST_NAME})")
     p.add_argument("--dry-run", action="store_true", help="only print what would move")
-    p.add_argument("--undo", metavar="MANIFEST", help="move the files of an earlier split back")
+    p.add_argument("--undo", metavar="MANIFEST", type=PATH, help="move the files of an earlier split back")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     p.set_defaults(func=cmd_split)

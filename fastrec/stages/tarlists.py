@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from fastrec.engine.sources import TarIndex, cache_path, index_for
-from fastrec.formats.lists import ImageEntry, ListError, make_lists
+from fastrec.formats.lists import ImageEntry, ListError, list_images, make_lists
 from fastrec.stages.split import choose
 
 
@@ -89,9 +89,48 @@ def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: 
         raise ListError("--val-per-class needs --val-prefix (where the validation lists go)")
     index = index_for(archives, cache_path(prefix), tuple(opts.exts))
     split = split_index(index, min_images, val_per_class, seed)
+    if not split.train:
+        why = (f"all {len(split.small_classes)} classes have fewer than --min-images {min_images}"
+               if split.small_classes else f"the archives hold no image ({', '.join(opts.exts)})")
+        raise ListError(f"no image to list: {why}; no list was written")
     train = make_lists(prefix, ".", opts, entries=walk_entries(split.train))
     val = None
     if val_per_class:
         val = make_lists(val_prefix, ".", dataclasses.replace(opts, chunks=val_chunks),
                          entries=walk_entries(split.val))
     return TarLists(train, val, split, index.rejected)
+
+
+def make_labelled_lists(prefix: str, root: str | None, archives: Sequence[str] | None, labels_file: str,
+                        classes: str, opts, ids_file: str | None = None):
+    """Lists of a flat set of images (a folder, or a tar such as ILSVRC2012_img_val.tar) labelled
+    from a ground-truth file, numbered like the train lists (see formats.lists.ground_truth_labels)."""
+    import os
+    from fastrec.formats.lists import class_labels, ground_truth_labels
+    exts = tuple(opts.exts)
+    if archives:
+        index = index_for(archives, cache_path(prefix), exts)
+        paths = sorted(index.members, key=lambda p: (p.rsplit("/", 1)[-1], p))
+        if len({p.rsplit("/", 1)[0] for p in paths}) > 1:
+            raise ListError("--labels lists a flat set: these archives hold several folders (list a train "
+                            "tree with --recursive instead)")
+        root = "."
+    else:
+        if not os.path.isdir(root):
+            raise ListError(f"image root {root!r} does not exist or is not a folder")
+        paths = [e.path for e in list_images(root, False, exts)[0]]
+    if not paths:
+        raise ListError(f"no image ({', '.join(exts)}) to label in {'the archives' if archives else repr(root)}")
+    numbers = class_labels(classes, exts)
+    ids = None
+    if ids_file:
+        ids = {name: i + 1 for name, i in class_labels(ids_file, exts).items()}
+    elif not os.path.isdir(classes):    # a synset file: its order is the ids' order too
+        ids = {name: i + 1 for name, i in numbers.items()}
+    found = ground_truth_labels(labels_file, [p.rsplit("/", 1)[-1] for p in paths], numbers, ids)
+    entries = [ImageEntry(i, path, (label,)) for i, (path, label) in enumerate(zip(paths, found))]
+    result = make_lists(prefix, root, opts, entries=entries)
+    used = set(found)
+    result.label_map = [(name, label) for name, label in sorted(numbers.items(), key=lambda kv: kv[1])
+                        if label in used]
+    return result
