@@ -196,20 +196,31 @@ def read_list(path: str) -> Iterator[ListItem]:
                 log.warning("%s:%d: cannot parse %r: %s", path, lineno, line, err)
 
 
-def find_lists(prefix: str) -> tuple[str, list[str]]:
-    """The .lst files im2rec would pack for PREFIX: (working dir, sorted list paths).
+def prefix_folder(prefix: str) -> str:
+    """The folder a PREFIX names: itself if it is a folder, else the folder it lies in."""
+    prefix = os.path.abspath(prefix)
+    return prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
 
-    A folder prefix means every .lst in it; otherwise every file in the prefix's folder whose
-    absolute path starts with the prefix and ends with .lst. Sorted, where im2rec uses the
-    (arbitrary) os.listdir order, so runs are reproducible.
+
+def prefix_files(prefix: str, suffix: str) -> tuple[str, list[str]]:
+    """The files a PREFIX names, as im2rec matches .lst files: (folder, sorted paths).
+
+    A folder prefix means every `*suffix` file in it; otherwise every file in the prefix's folder
+    whose absolute path starts with the prefix and ends with `suffix` (so `x.rec` names itself).
+    Sorted, where im2rec uses the (arbitrary) os.listdir order, so runs are reproducible.
     """
     prefix = os.path.abspath(prefix)
-    work = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
-    if not os.path.isdir(work):
-        return work, []
+    folder = prefix_folder(prefix)
+    if not os.path.isdir(folder):
+        return folder, []
     found = []
-    for name in sorted(os.listdir(work)):
-        full = os.path.join(work, name)
-        if os.path.isfile(full) and full.startswith(prefix) and full.endswith(".lst"):
+    for name in sorted(os.listdir(folder)):
+        full = os.path.join(folder, name)
+        if full.startswith(prefix) and full.endswith(suffix) and os.path.isfile(full):
             found.append(full)
-    return work, found
+    return folder, found
+
+
+def find_lists(prefix: str) -> tuple[str, list[str]]:
+    """The .lst files im2rec would pack for PREFIX: (working dir, sorted list paths)."""
+    return prefix_files(prefix, ".lst")

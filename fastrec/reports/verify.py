@@ -14,8 +14,9 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from fastrec.formats.lists import prefix_files
 from fastrec.formats.recordio import (CFLAG_FIRST, CFLAG_FULL, CFLAG_LAST, CFLAG_MIDDLE, LEN_BITS,
-                              MAGIC, MAGIC_BYTES, MAX_RECORD_LEN, RecordIOError, read_index, unpack)
+                                      MAGIC, MAGIC_BYTES, MAX_RECORD_LEN, RecordIOError, read_index, unpack)
 
 MAX_FAULTS = 100  # a report lists this many; the count covers all
 
@@ -198,14 +199,7 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
 
 def find_recs(prefix: str) -> list[str]:
     """A .rec path, or every .rec whose path starts with PREFIX (like pack's .lst matching)."""
-    if prefix.endswith(".rec") and os.path.isfile(prefix):
-        return [prefix]
-    prefix = os.path.abspath(prefix)
-    folder = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
-    if not os.path.isdir(folder):
-        return []
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))
-            if name.endswith(".rec") and os.path.join(folder, name).startswith(prefix)]
+    return prefix_files(prefix, ".rec")[1]
 
 
 def verify(prefix: str, decode: bool = False, resize: int | None = None) -> list[Report]:
