@@ -130,7 +130,7 @@ def test_inspect_reports_and_draws(good, tmp_path):
     assert sum(stats.labels.values()) == stats.count and len(stats.labels) == 3
     assert all(min(w, h) == 64 for w, h in stats.sizes)
     sheet = tmp_path / "sheet.png"
-    n = contact_sheet(str(good / "data.rec"), str(sheet), count=6)
+    n = len(contact_sheet(str(good / "data.rec"), str(sheet), count=6))
     assert n == 6 and sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(sheet) as im:
         assert im.size[0] >= 6 * 100

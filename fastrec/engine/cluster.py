@@ -19,9 +19,8 @@ import uuid
 from fastrec.engine.local import Job, pack_jobs
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
-from fastrec.progress import Progress
+from fastrec.progress import make_progress
 
-SHARD_SUFFIXES = (".rec", ".idx", ".skipped.tsv")
 CONNECT_TIMEOUT_S = 15
 
 
@@ -36,15 +35,19 @@ def _shard_base(job: Job, start: int) -> str:
 def pack_shard(items: list, root: str, base: str, opts: PackOptions, source=None) -> int:
     """Pack `items` into the shard files `base`.{rec,idx,skipped.tsv} (runs on a worker).
 
-    Idempotent: a shard already complete is kept. Returns the bytes read from the images."""
-    if all(os.path.exists(base + s) for s in SHARD_SUFFIXES):
+    Idempotent: a shard already complete (its .idx is there) is kept. Returns the bytes read
+    from the images."""
+    if os.path.exists(base + ".idx"):
         return 0
     tmp = f"{base}.tmp-{uuid.uuid4().hex}"
     shard = Job(items, root, tmp + ".rec", tmp + ".idx", tmp + ".skipped.tsv", source)
     summary = pack_jobs([shard], dataclasses.replace(opts, resume=False, progress="off", dask=None))
-    # .rec and .skipped.tsv first: the .idx appearing last marks the shard complete.
-    for suffix in (".rec", ".skipped.tsv", ".idx"):
-        os.replace(tmp + suffix, base + suffix)
+    # .rec and .skipped.tsv (if anything was skipped) first: the .idx appearing last marks the
+    # shard complete.
+    if os.path.exists(tmp + ".skipped.tsv"):
+        os.replace(tmp + ".skipped.tsv", base + ".skipped.tsv")
+    os.replace(tmp + ".rec", base + ".rec")
+    os.replace(tmp + ".idx", base + ".idx")
     return summary.bytes_in
 
 
@@ -63,7 +66,8 @@ def join_shards(job: Job, starts: list[int], summary: Summary) -> None:
                     key, pos = line.rstrip(b"\n").split(b"\t")
                     idx.write(b"%s\t%d\n" % (key, int(pos) + offset))
                     summary.images += 1
-            with open(base + ".skipped.tsv", "rb") as part:
+            with open(base + ".skipped.tsv", "rb") if os.path.exists(base + ".skipped.tsv") \
+                    else open(os.devnull, "rb") as part:    # no skip file: nothing skipped
                 for line in part:
                     skip.write(line)
                     summary.skipped += 1
@@ -73,7 +77,12 @@ def join_shards(job: Job, starts: list[int], summary: Summary) -> None:
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp + ".rec", job.rec)
-    os.replace(tmp + ".skip", job.skipped)
+    if os.path.getsize(tmp + ".skip"):
+        os.replace(tmp + ".skip", job.skipped)
+    else:   # nothing skipped: no skip file, as a local pack leaves none
+        os.remove(tmp + ".skip")
+        if os.path.exists(job.skipped):
+            os.remove(job.skipped)
     os.replace(tmp + ".idx", job.idx)
     shutil.rmtree(_shard_dir(job), ignore_errors=True)
 
@@ -86,8 +95,9 @@ def _client(address: str):
         raise PackError("--dask needs Dask: pip install 'fastrec[dask]' (dask and distributed)") from err
     if address == "local" or address.startswith("local:"):
         workers = int(address.partition(":")[2] or os.cpu_count() or 1)
+        # no dashboard; its HTTP server (always started) on a free port, not on a taken 8787
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0", scheduler_kwargs={"dashboard": False})
         return Client(cluster), cluster
     try:
         return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s"), None
@@ -119,11 +129,11 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
                 futures.append(client.submit(pack_shard, items, job.root, _shard_base(job, start), opts,
                                              source, retries=retries, pure=False,
                                              key=f"fastrec-shard-{uuid.uuid4().hex}"))
-        with Progress(opts.progress) as progress:
-            progress.start("shards", len(futures))
+        with make_progress(opts.progress, "count") as progress:
+            task = progress.add_task("shards", total=len(futures))
             for fut in as_completed(futures):
                 total.bytes_in += fut.result()
-                progress.advance(1, 0, 0)
+                progress.advance(task)
         for job, starts in plan:
             join_shards(job, starts, total)
     finally:

@@ -48,6 +48,7 @@ class ListResult:
     files: list[str] = field(default_factory=list)       # .lst paths written, in order
     counts: dict[str, int] = field(default_factory=dict)  # path -> number of lines
     label_map: list[tuple[str, int]] = field(default_factory=list)  # (relative dir, label)
+    synset: str | None = None                              # the label -> class-folder file, if written
 
 
 def _check_name(rel: str) -> None:
@@ -122,6 +123,36 @@ def write_list(path: str, entries: Iterable[ImageEntry]) -> int:
     return n
 
 
+SYNSET_SUFFIX = ".synset.txt"
+
+
+def synset_path(prefix: str) -> str:
+    """`PREFIX.synset.txt`: beside the lists, named after their prefix."""
+    return os.path.abspath(prefix) + SYNSET_SUFFIX
+
+
+def write_synset(prefix: str, label_map: Sequence[tuple[str, int]]) -> str | None:
+    """Write the class folder of each label, one per line in label order (line N is label N), as
+    MXNet's examples and ImageNet pipelines read `synset.txt`. Returns its path, or None when
+    there are no classes (a flat list) or the labels are not 0..N-1 (a line could not name one)."""
+    if not label_map:
+        return None
+    labels = [label for _, label in label_map]
+    if sorted(labels) != list(range(len(labels))):
+        log.warning("labels are not 0..%d: no synset file written for %s", len(labels) - 1, prefix)
+        return None
+    path = synset_path(prefix)
+    with open(path, "w", encoding=LST_ENCODING, errors=LST_ERRORS, newline="\n") as f:
+        f.writelines(f"{folder}\n" for folder, _ in sorted(label_map, key=lambda kv: kv[1]))
+    return path
+
+
+def read_synset(path: str) -> list[str]:
+    """The class folders of a synset file, in label order."""
+    with open(path, encoding=LST_ENCODING, errors=LST_ERRORS) as f:
+        return [line.rstrip("\n") for line in f]
+
+
 def split_outputs(prefix: str, entries: list[ImageEntry], opts: ListOptions) -> list[tuple[str, list[ImageEntry]]]:
     """The (file name, entries) pairs im2rec writes: chunks, then test/val/train within each."""
     n = len(entries)
@@ -146,7 +177,8 @@ def split_outputs(prefix: str, entries: list[ImageEntry], opts: ListOptions) -> 
 
 def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
                entries: list[ImageEntry] | None = None) -> ListResult:
-    """Write the .lst files `im2rec.py --list PREFIX ROOT` would write.
+    """Write the .lst files `im2rec.py --list PREFIX ROOT` would write, and for class folders
+    the label -> class-folder file `PREFIX.synset.txt`.
 
     `entries` replaces the directory walk (e.g. when listing from a tar index).
     """
@@ -169,6 +201,8 @@ def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
     for path, chunk in split_outputs(prefix, entries, opts):
         result.counts[path] = write_list(path, chunk)
         result.files.append(path)
+    if any(folder != "." for folder, _ in label_map):   # class folders, not one flat folder
+        result.synset = write_synset(prefix, label_map)
     return result
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from fastrec._version import __version__
 from fastrec.formats.lists import DEFAULT_EXTS
 from fastrec.errors import FastrecError
+from fastrec.progress import make_progress, shown
 
 log = logging.getLogger(__name__)
 
@@ -251,22 +252,11 @@ def find_images(root: str, exts: Sequence[str] = DEFAULT_EXTS) -> list[str]:
     return found
 
 
-def _make_progress(mode: str):
-    if mode == "off" or (mode == "auto" and not sys.stderr.isatty()):
-        return None
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    return Progress(TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                    transient=True)
-
-
 class _Bar:
     """A rich progress bar, or nothing (so the sweep code has one shape either way)."""
 
     def __init__(self, mode: str):
-        self._p = _make_progress(mode)
+        self._p = make_progress(mode, "count", transient=True) if shown(mode) else None
         self._task = None
 
     def __enter__(self) -> "_Bar":

@@ -196,12 +196,11 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
             report.records += 1
             if decode and image is not None:
                 _check_image(report, n, offset, image, resize, worker)
-    if report.records == 0:
-        report.fault(None, None, "the .rec holds no records")
     lst = base + ".lst"
     if not os.path.exists(idx) and not os.path.exists(lst):
         report.notes.append(f"no {os.path.basename(idx)} or {os.path.basename(lst)} beside it: checked "
                             f"the framing and headers of the .rec alone")
+        _check_not_empty(report)
         return report
     if os.path.exists(idx):
         _check_index(report, idx, size, offsets)
@@ -212,7 +211,19 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
     else:
         report.notes.append(f"no list {lst}: cannot tell whether the pack is complete")
     _check_manifest(report, rec)
+    _check_not_empty(report)
     return report
+
+
+def _check_not_empty(report: Report) -> None:
+    """No records is a fault, unless the list itself is empty (im2rec's last chunk can be)."""
+    if report.records:
+        return
+    if report.expected == 0:
+        report.notes.append("the list is empty, and so is the pack")
+    else:
+        report.fault(None, None, "the .rec holds no records" + (
+            f": all {report.skipped} list items were skipped" if report.expected and not report.missing else ""))
 
 
 def _check_index(report: Report, idx: str, size: int, offsets: dict[int, tuple[int, int | None]]) -> None:
