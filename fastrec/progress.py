@@ -47,7 +47,7 @@ def make_progress(mode: str, kind: str = "count", transient: bool = False, conso
     NullProgress when `mode` ("auto", "on", "off") says no bar."""
     if kind not in KINDS:
         raise ValueError(f"unknown progress kind {kind!r}")
-    if not shown(mode) and console is None:
+    if mode == "off" or (console is None and not shown(mode)):   # a given console is a terminal
         return NullProgress()
     # rich loads only when a bar is shown: start-up stays short in scripts
     from rich.console import Console

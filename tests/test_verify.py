@@ -2,6 +2,7 @@
 reports what is inside and draws a contact sheet."""
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import struct
@@ -179,6 +180,20 @@ def test_killed_pack_fails_naming_the_missing_items(good, tmp_path):
     assert cli.returncode == 1, cli.stdout
     assert f"{len(entries) - 5} of {len(entries)} list items are missing" in cli.stdout
     assert "fastrec pack --resume" in cli.stdout
+
+
+def test_really_killed_pack_fails_verify(good, tmp_path):
+    """A pack that dies like `kill -9` after 3 batches of 2 (os._exit, no clean-up) fails verify."""
+    shutil.copy(good / "data.lst", tmp_path / "data.lst")
+    env = {**os.environ, "FASTREC_TEST_CRASH_AFTER": "3"}
+    killed = subprocess.run([sys.executable, "-m", "fastrec", "pack", str(tmp_path / "data"), str(good / "images"),
+                             "--resize", "64", "--batch-size", "2", "--progress", "off"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 137, killed.stderr
+    total = len((tmp_path / "data.lst").read_text().splitlines())
+    cli = _verify_cli(tmp_path / "data")
+    assert cli.returncode == 1 and f"{total - 6} of {total} list items are missing" in cli.stdout, cli.stdout
+    assert "--resume" in cli.stdout
 
 
 def test_pack_killed_before_its_first_record_fails(good, tmp_path):

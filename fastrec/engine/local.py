@@ -22,6 +22,7 @@ from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Outcome, Summary
 from fastrec.formats.lists import ListItem, find_lists, read_list
 from fastrec.formats.recordio import record_end_in_file
+from fastrec.fsutil import CrashAfter
 from fastrec.progress import PackProgress
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,7 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
     # Short lists (or lists of big photos) still need every thread busy: at least 4 batches each.
     batch_size = max(1, min(opts.batch_size, -(-len(todo) // (4 * opts.num_thread))))
     batches = _batches(todo, batch_size)
+    crash = CrashAfter()
     try:
         while True:
             while len(inflight) < 2 * opts.num_thread:     # bounded: memory stays flat
@@ -307,6 +309,7 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
             batch, fut = inflight.popleft()
             outcomes = fut.result()
             records, written = out.append(batch, outcomes)
+            crash.tick()   # tests: die here as if SIGKILL'd after N batches (FASTREC_TEST_CRASH_AFTER)
             skipped_before = summary.skipped
             for item, o in zip(batch, outcomes):
                 summary.bytes_in += o.in_bytes
