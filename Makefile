@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE := $(wildcard csrc/*.c csrc/*.h fastrec/_native/*.pyx fastrec/_native/*.pxd) setup.py
 DEMO := demo
 
-.PHONY: install system-deps demo test bench fuzz fuzz-build fuzz-smoke clean
+.PHONY: install system-deps demo test bench fuzz fuzz-build fuzz-smoke wheel wheel-build clean
 
 install: system-deps $(VENV)/.deps fastrec/_native/.built
 
@@ -39,6 +39,20 @@ demo: install
 test: install fuzz-smoke
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
+
+# A wheel that carries libjpeg-turbo inside it (fastrec.libs/), for machines where pip works but
+# apt needs root (Dask workers, SLURM nodes): `pip install wheelhouse/fastrec-*.whl`. auditwheel
+# grafts the library into the wheel and points the extensions' rpath at it; the platform tag is the
+# oldest manylinux this machine's glibc allows (`--plat auto`). `wheel-build` has no prerequisites,
+# so tests can run it with another PY (tests/test_wheel.py).
+WHEEL_DIR ?= wheelhouse
+
+wheel: install wheel-build
+
+wheel-build:
+	rm -rf build/wheel-raw
+	$(PY) -m pip wheel . --no-deps --no-build-isolation -q -w build/wheel-raw
+	PATH="$(dir $(PY)):$$PATH" $(PY) -m auditwheel repair --plat auto -w $(WHEEL_DIR) build/wheel-raw/fastrec-*.whl
 
 # Coverage-guided fuzzing of the native path (libFuzzer + AddressSanitizer + UBSan, clang).
 # `make test` runs it for FUZZ_SMOKE_SECONDS; `make fuzz` for FUZZ_SECONDS. Crashes land in
@@ -78,4 +92,4 @@ bench: install
 	$(PY) bench/ratios.py bench/results/peers.json
 
 clean:
-	rm -rf build $(DEMO) fastrec/_native/*.so fastrec/_native/*.c fastrec/_native/.built
+	rm -rf build $(DEMO) $(WHEEL_DIR) fastrec/_native/*.so fastrec/_native/*.c fastrec/_native/.built

@@ -8,6 +8,7 @@ thread count and in interleaved rounds, times whole processes:
 * ``fastrec-noup``   the same with --no-upscale (ImageNet-sized trees only)
 * start-up          each of the above on an empty .lst
 * ``fastrec 3x``     fastrec on a list that repeats the entries 3 times (peak RSS must not grow)
+* sizes             the .rec bytes of each tool on the same list, and fastrec's ÷ im2rec's
 * ``ceiling``        bench/ceiling.c: one thread, files preloaded, decode-at-scale + resize +
                      encode in a tight C loop (compiled here with gcc -O3 against -ljpeg and
                      csrc/resize.c, csrc/buffer.c)
@@ -296,6 +297,7 @@ def run_rounds(trees, threads, args, im2rec, ceiling, work) -> dict:
                     print(f"# warning: {tool} {t.name} T={T} {variant}: {got} records, expected {n}",
                           file=sys.stderr)
                 rec["records"] = got
+                rec["rec_bytes"] = prefix.with_suffix(".rec").stat().st_size if got else 0
             raw.setdefault((t.name, tool, T, variant), []).append(rec)
             print(f"# round {r} {t.name:9s} {tool:13s} T={T} {variant:5s} {run.wall:7.3f} s "
                   f"cpu {run.cpu:7.3f} s rss {run.maxrss_mb:6.1f} MB", file=sys.stderr)
@@ -363,7 +365,10 @@ def summarize(trees, threads, raw) -> list[dict]:
                     "startup_cpu_s": med([e["cpu_s"] for e in emp]),
                     "startup_rss_mb": max((e["maxrss_mb"] for e in emp), default=None),
                 }
+                row["rec_bytes"] = med([x.get("rec_bytes") for x in full])
                 if tool.startswith("fastrec"):
+                    theirs = med([x.get("rec_bytes") for x in raw.get((t.name, "im2rec", T, "full"), [])])
+                    row["size_vs_im2rec"] = row["rec_bytes"] / theirs if theirs and row["rec_bytes"] else None
                     im = per_round(t, "im2rec", T)
                     row["vs_im2rec_steady"] = ratio(pr, im)
                     row["vs_im2rec_whole"] = ratio(pr, im, "whole")
@@ -403,14 +408,14 @@ def table(rows) -> str:
     hdr = ["tree", "tool", "threads", "images/s whole run", "images/s steady", "CPU ms/img steady (whole run)",
            "cores busy",
            "peak RSS MB 1× / 3× list", "start-up s", "÷ im2rec steady (whole run)", "÷ 1 thread steady",
-           "÷ ceiling steady (CPU)"]
+           "÷ ceiling steady (CPU)", ".rec MB (÷ im2rec)"]
     lines = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] * len(hdr)) + "|"]
     for r in rows:
         ceil = r["tool"].startswith("ceiling")
         if ceil:
             cells = [r["tree"], r["tool"] + " (C, 1 thread, preloaded)", "1", "—",
                      fmt(r["steady_images_per_s"], ".1f"), fmt(r["steady_cpu_ms_per_image"], ".2f"), "—",
-                     "—", "—", "—", "—", "—"]
+                     "—", "—", "—", "—", "—", "—"]
         else:
             vs_im = "—"
             if r.get("vs_im2rec_steady") is not None:
@@ -423,14 +428,26 @@ def table(rows) -> str:
                      f"{fmt(r['steady_cpu_ms_per_image'], '.2f')} ({fmt(r['cpu_ms_per_image'], '.2f')})",
                      fmt(r.get("cores_used_steady"), ".2f"),
                      f"{fmt(r['peak_rss_mb'], '.0f')} / {fmt(r.get('peak_rss_mb_3x'), '.0f')}",
-                     fmt(r.get("startup_s"), ".3f"), vs_im, fmt(r.get("vs_1thread_steady"), ".2f", "×"), vs_c]
+                     fmt(r.get("startup_s"), ".3f"), vs_im, fmt(r.get("vs_1thread_steady"), ".2f", "×"), vs_c,
+                     _size_cell(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _size_cell(r) -> str:
+    size = r.get("rec_bytes")
+    if not size:
+        return "—"
+    ratio = r.get("size_vs_im2rec")
+    return f"{size / 1e6:.2f}" + (f" ({ratio:.3f}×)" if ratio else "")
 
 
 def extras(rows) -> str:
     out = []
     for r in rows:
+        if r.get("size_vs_im2rec") is not None and r["threads"] == min(x["threads"] for x in rows):
+            out.append(f"- {r['tree']}, {r['tool']}: the .rec is {100 * (r['size_vs_im2rec'] - 1):+.1f}% "
+                       f"the size of im2rec's ({r['rec_bytes'] / 1e6:.2f} MB), same list and settings.")
         if r.get("vs_fastrec_upscale_steady") is not None:
             out.append(f"- {r['tree']}, {r['threads']} thread(s): `--no-upscale` packs "
                        f"{r['vs_fastrec_upscale_steady']:.2f}× the images/s of the default (which upscales "

@@ -160,15 +160,8 @@ def cmd_list(a: argparse.Namespace) -> int:
     if a.root is None:
         raise UsageError("give the image ROOT (or --from-tar ARCHIVE)")
     result = make_lists(a.prefix, a.root, opts, allow_empty=False)
-    _print_lists(result)
+    _print_lists(a, {"train": result})
     return 0
-
-
-def _print_lists(result) -> None:
-    for rel, label in result.label_map:  # im2rec prints the folder -> label mapping
-        print(rel, label)
-    for path in result.files:
-        log.info("wrote %s (%d images)", path, result.counts[path])
 
 
 def _min_images(a: argparse.Namespace) -> int:
@@ -179,15 +172,27 @@ def _min_images(a: argparse.Namespace) -> int:
     return a.min_images
 
 
+def _print_lists(a: argparse.Namespace, results: dict) -> None:
+    if getattr(a, "json", False):
+        from fastrec.reports.results import dumps, list_document
+        print(dumps(list_document(results)))
+    else:
+        for rel, label in results["train"].label_map:  # im2rec prints the folder -> label mapping
+            print(rel, label)
+    for result in filter(None, results.values()):
+        for path in result.files:
+            log.info("wrote %s (%d images)", path, result.counts[path])
+        if result.synset:
+            log.info("wrote %s (class folder of each label)", result.synset)
+
+
 def _list_from_tar(a: argparse.Namespace, opts) -> int:
     from fastrec.stages.tarlists import make_lists_from_tar
     if a.root is not None:
         raise UsageError(f"ROOT {a.root!r} is not used with --from-tar (the lists are relative to the archive)")
     made = make_lists_from_tar(a.prefix, a.from_tar, opts, _min_images(a), a.val_per_class, a.seed,
                                a.val_prefix, a.val_chunks)
-    for result in (made.train, made.val):
-        if result:
-            _print_lists(result)
+    _print_lists(a, {"train": made.train, "val": made.val})
     if made.split.small_classes:
         log.info("left out %d classes with fewer than %d images", len(made.split.small_classes), _min_images(a))
     if made.rejected:
@@ -206,7 +211,7 @@ def _list_labelled(a: argparse.Namespace, opts) -> int:
     if bool(a.root) == bool(a.from_tar):
         raise UsageError("give the flat validation folder ROOT, or --from-tar ARCHIVE, with --labels")
     result = make_labelled_lists(a.prefix, a.root, a.from_tar, a.labels, a.classes, opts, a.ids)
-    _print_lists(result)
+    _print_lists(a, {"train": result})
     return 0
 
 
@@ -215,6 +220,9 @@ def cmd_pack(a: argparse.Namespace) -> int:
     if a.shard_size and not a.dask:
         raise UsageError("--shard-size applies to --dask runs only; add --dask ADDRESS or leave it out")
     summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
+    if getattr(a, "json", False):
+        from fastrec.reports.results import dumps, pack_document
+        print(dumps(pack_document(summary)))
     return 1 if a.strict and summary.skipped else 0
 
 
@@ -228,26 +236,40 @@ def cmd_verify(a: argparse.Namespace) -> int:
     reports = verify(a.prefix, decode=a.decode, resize=a.resize)
     if not reports:
         raise UsageError(f"no .rec file matches {a.prefix!r}")
-    for report in reports:
-        for line in report.lines():
-            print(line)
+    if a.json:
+        from fastrec.reports.results import dumps, verify_document
+        print(dumps(verify_document(reports)))
+    else:
+        print("\n".join(line for report in reports for line in report.lines()))
     return 0 if all(r.ok for r in reports) else 1
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
     from fastrec.formats.recordio import RecordIOError
-    from fastrec.reports.inspect import collect, contact_sheet, report_lines
+    from fastrec.reports.inspect import Stats, class_names, collect, contact_sheet, report_lines, total_lines
     from fastrec.reports.verify import find_recs
     recs = find_recs(a.prefix)
     if not recs:
         raise UsageError(f"no .rec file matches {a.prefix!r}")
     try:
+        files, total, lines, sheet = [], Stats(), [], None
         for rec in recs:
             first, stats = collect(rec, a.head)
-            print("\n".join(report_lines(rec, first, stats)))
+            files.append((rec, stats))
+            total.add(stats)
+            lines += report_lines(rec, first, stats)
+        names = class_names(recs[0])
+        lines += total_lines(recs, total, names)
         if a.contact_sheet:
-            n = contact_sheet(recs[0], a.contact_sheet, a.sample)
-            print(f"contact sheet of {n} images from {recs[0]}: {a.contact_sheet}")
+            drawn = contact_sheet(recs, a.contact_sheet, a.sample)
+            sheet = {"path": a.contact_sheet, "images": len(drawn), "files": len({rec for rec, _ in drawn})}
+            lines.append(f"contact sheet of {len(drawn)} images from {sheet['files']} of {len(recs)} files: "
+                         f"{a.contact_sheet}")
+        if a.json:
+            from fastrec.reports.results import dumps, inspect_document
+            print(dumps(inspect_document(files, total, names, sheet)))
+        else:
+            print("\n".join(lines))
     except RecordIOError as err:
         raise UsageError(f"{err} (run `fastrec verify` for a full report)") from err
     return 0
@@ -303,6 +325,10 @@ class _TarSwitch(argparse.Action):
 
 
 # ---------------------------------------------------------------- parser
+def _add_json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import fastrec
     from fastrec.stages.prepare import PREPARE_PACK_DEFAULTS, PrepareConfig
@@ -339,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--ids", metavar="SYNSETS", type=PATH,
                    help="with a devkit ground truth: the devkit's class order (line i: the class of ILSVRC "
                         "id i; default: the --classes synset file)")
+    _add_json_flag(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("pack", help="pack .lst files into .rec/.idx like im2rec.py, natively")
@@ -347,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pack_flags(p)
     p.add_argument("--from-tar", action="append", metavar="ARCHIVE", type=PATH,
                    help="read the images from these tar archives instead of files (see list --from-tar)")
+    _add_json_flag(p)
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("im2rec", help="drop-in for `python im2rec.py ARGS` (list and pack modes)")
@@ -362,13 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", action="store_true", help="also decode every image")
     p.add_argument("--resize", type=whole(1, 65500), default=None,
                    help="with --decode: the shorter edge every image must have")
+    _add_json_flag(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="show record headers, label counts and image sizes of .rec files")
     p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
     p.add_argument("--head", type=whole(0), default=10, help="print the first N record headers")
     p.add_argument("--contact-sheet", metavar="FILE.png", type=PATH, help="write a grid of sampled images")
-    p.add_argument("--sample", type=whole(1, 10_000), default=48, help="images on the contact sheet")
+    p.add_argument("--sample", type=whole(1, 10_000), default=48, help="images on the contact sheet (drawn from all files)")
+    _add_json_flag(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("bench", help="measure speed, size and fidelity of codec settings on a sample of a tree")
@@ -444,6 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(verbose: int) -> None:
+    """Progress and results at INFO on stderr; -v adds fastrec's debug lines (each skip, per-list
+    timings), -vv every library's. Dask narrates each start and stop of a cluster at INFO: only
+    its warnings are news, unless -vv."""
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    if verbose:
+        logging.getLogger("fastrec").setLevel(logging.DEBUG)
+    if verbose < 2:   # dask reads its config (here: its loggers' level) at import, in every worker too
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -452,8 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.commands[a.command].error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as done:   # a wrong argument (status 2), --help or --version (0)
         return done.code if isinstance(done.code, int) else 2
-    logging.basicConfig(level=logging.WARNING - 10 * min(a.verbose, 2) if a.verbose else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+    _configure_logging(a.verbose)
     try:
         return a.func(a) or 0
     except FastrecError as err:

@@ -81,13 +81,28 @@ def test_no_upscale_stores_fewer_bytes(result):
         assert keep.bytes_per_image < up.bytes_per_image
 
 
-def test_pareto_front_is_the_undominated_set(result):
-    front = [r for r in result.rows if r.pareto]
-    assert front
-    for r in result.rows:
-        dominated = any(q.bytes_per_image <= r.bytes_per_image and q.psnr_db >= r.psnr_db and
-                        (q.bytes_per_image < r.bytes_per_image or q.psnr_db > r.psnr_db) for q in result.rows)
-        assert r.pareto == (not dominated)
+def test_pareto_front_is_the_undominated_set_per_upscale_mode(result):
+    """Upscaling and keeping small images measure PSNR against different references: two fronts."""
+    for up in (True, False):
+        group = _by(result.rows, upscale=up)
+        assert any(r.pareto for r in group)
+        for r in group:
+            dominated = any(q.bytes_per_image <= r.bytes_per_image and q.psnr_db >= r.psnr_db and
+                            (q.bytes_per_image < r.bytes_per_image or q.psnr_db > r.psnr_db) for q in group)
+            assert r.pareto == (not dominated)
+
+
+def test_plot_has_a_panel_and_a_front_per_upscale_mode_and_marks_both_defaults(tree):
+    pytest.importorskip("matplotlib")
+    res = bench.sweep(str(tree), **dict(SWEEP, quality="90,95", subsampling="420", dct="accurate",
+                                        filter="auto", metric_sample=3))
+    fig = bench.plot_figure(res)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [title for _, title, _ in bench.PANELS]
+    for ax in panels:
+        notes = " ".join(t.get_text() for t in ax.texts)
+        assert "seed default" in notes and "im2rec default (q95)" in notes, notes
+        assert [line.get_label() for line in ax.get_lines()] == ["Pareto front (size vs PSNR)"]
 
 
 def test_sample_is_seeded_and_bounded(tree):
@@ -108,6 +123,9 @@ def test_marks_defaults():
     assert [r.seed_default for r in rows] == [True, False, False, False]
     assert [r.im2rec_default for r in rows] == [False, False, True, False]
     assert [r.pareto for r in rows] == [True, True, True, True]
+    rows = [row(90), row(90, up=False, size=500, db=41)]   # a smaller, "better" no-upscale row
+    bench.mark(rows)                                        # does not dominate: another reference
+    assert [r.pareto for r in rows] == [True, True]
     rows = [row(90, filt="triangle"), row(90, filt="bicubic", size=900)]  # no exact seed setting
     bench.mark(rows)
     assert [r.seed_default for r in rows] == [True, True]

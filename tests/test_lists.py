@@ -28,7 +28,8 @@ class Run:
 
     def __init__(self, status: int, stdout: bytes, out_dir: Path, stderr: str = ""):
         self.status, self.stdout, self.stderr = status, stdout, stderr
-        self.files = {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())}
+        # the .lst files; fastrec also writes PREFIX.synset.txt, which im2rec does not (test_results.py)
+        self.files = {p.name: p.read_bytes() for p in sorted(out_dir.iterdir()) if not p.name.endswith(".synset.txt")}
 
     def __repr__(self) -> str:
         return f"Run(status={self.status}, files={sorted(self.files)}, stderr={self.stderr[-300:]!r})"

@@ -2,6 +2,7 @@
 reports what is inside and draws a contact sheet."""
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import struct
@@ -130,10 +131,130 @@ def test_inspect_reports_and_draws(good, tmp_path):
     assert sum(stats.labels.values()) == stats.count and len(stats.labels) == 3
     assert all(min(w, h) == 64 for w, h in stats.sizes)
     sheet = tmp_path / "sheet.png"
-    n = contact_sheet(str(good / "data.rec"), str(sheet), count=6)
+    n = len(contact_sheet(str(good / "data.rec"), str(sheet), count=6))
     assert n == 6 and sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(sheet) as im:
         assert im.size[0] >= 6 * 100
     out = subprocess.run([sys.executable, "-m", "fastrec", "inspect", str(good / "data"), "--head", "2"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "records" in out.stdout and "labels: 3 distinct" in out.stdout
+
+
+# ---------------------------------------------------------------- the pack against its list
+def _copy_pack(good: Path, dest: Path, keep=None) -> tuple[Path, list[tuple[int, int]]]:
+    """Copy the good pack (.lst, .rec, .idx) to DEST, keeping only the records whose positions
+    `keep(i)` accepts (offsets in the .idx are recomputed, as pack would have written them)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(good / "data.lst", dest / "data.lst")
+    entries = read_index(good / "data.idx")
+    data = (good / "data.rec").read_bytes()
+    ends = [off for _, off in entries[1:]] + [len(data)]
+    rec, idx, pos = bytearray(), [], 0
+    for i, ((key, off), end) in enumerate(zip(entries, ends)):
+        if keep is None or keep(i):
+            idx.append(f"{key}\t{len(rec)}\n")
+            rec += data[off:end]
+    (dest / "data.rec").write_bytes(bytes(rec))
+    (dest / "data.idx").write_text("".join(idx))
+    return dest / "data.rec", entries
+
+
+def _verify_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastrec", "verify", *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_whole_pack_checks_against_its_list(good):
+    report = verify_rec(str(good / "data.rec"))
+    assert report.ok, report.lines()
+    assert report.expected == report.records == len(read_index(good / "data.idx")) and report.missing == 0
+
+
+def test_killed_pack_fails_naming_the_missing_items(good, tmp_path):
+    """What `kill -9` leaves (the .rec and .idx stop after some records: pack writes records
+    before the index lines that name them) fails, counting the missing items and naming --resume."""
+    rec, entries = _copy_pack(good, tmp_path, keep=lambda i: i < 5)
+    report = verify_rec(str(rec))
+    assert not report.ok and report.records == 5 and report.missing == len(entries) - 5
+    cli = _verify_cli(tmp_path / "data")
+    assert cli.returncode == 1, cli.stdout
+    assert f"{len(entries) - 5} of {len(entries)} list items are missing" in cli.stdout
+    assert "fastrec pack --resume" in cli.stdout
+
+
+def test_really_killed_pack_fails_verify(good, tmp_path):
+    """A pack that dies like `kill -9` after 3 batches of 2 (os._exit, no clean-up) fails verify."""
+    shutil.copy(good / "data.lst", tmp_path / "data.lst")
+    env = {**os.environ, "FASTREC_TEST_CRASH_AFTER": "3"}
+    killed = subprocess.run([sys.executable, "-m", "fastrec", "pack", str(tmp_path / "data"), str(good / "images"),
+                             "--resize", "64", "--batch-size", "2", "--progress", "off"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 137, killed.stderr
+    total = len((tmp_path / "data.lst").read_text().splitlines())
+    cli = _verify_cli(tmp_path / "data")
+    assert cli.returncode == 1 and f"{total - 6} of {total} list items are missing" in cli.stdout, cli.stdout
+    assert "--resume" in cli.stdout
+
+
+def test_pack_killed_before_its_first_record_fails(good, tmp_path):
+    rec, entries = _copy_pack(good, tmp_path, keep=lambda i: False)
+    report = verify_rec(str(rec))
+    assert not report.ok and report.missing == len(entries)
+    assert any("no records" in str(f) for f in report.faults)
+    (tmp_path / "data.rec").unlink()
+    (tmp_path / "data.idx").unlink()
+    cli = _verify_cli(tmp_path / "data")
+    assert cli.returncode == 1 and "never packed" in cli.stdout
+
+
+def test_missing_middle_record_fails(good, tmp_path):
+    rec, entries = _copy_pack(good, tmp_path, keep=lambda i: i != 3)
+    report = verify_rec(str(rec))
+    assert not report.ok and report.missing == 1
+    assert any(f"id {entries[3][0]}" in str(f) and "--resume" not in str(f) for f in report.faults), report.lines()
+
+
+def test_skipped_items_are_accounted_for(good, tmp_path):
+    """A record that is missing but named in .skipped.tsv is a skip, not a fault."""
+    rec, entries = _copy_pack(good, tmp_path, keep=lambda i: i != 3)
+    path = {item_id: p for item_id, p in (
+        (int(line.split("\t")[0]), line.rstrip("\n").split("\t")[-1])
+        for line in (tmp_path / "data.lst").read_text().splitlines())}[entries[3][0]]
+    (tmp_path / "data.skipped.tsv").write_text(f"{path}\tdecode-error\tbroken\n")
+    report = verify_rec(str(rec))
+    assert report.ok and report.skipped == 1 and report.missing == 0, report.lines()
+
+
+def test_records_out_of_list_order_fail(good, tmp_path):
+    rec, _ = _copy_pack(good, tmp_path)
+    lines = (tmp_path / "data.lst").read_text().splitlines()
+    lines[0], lines[1] = lines[1], lines[0]
+    (tmp_path / "data.lst").write_text("\n".join(lines) + "\n")
+    assert any("not in list order" in str(f) for f in verify_rec(str(rec)).faults)
+
+
+def test_lone_rec_verifies_without_idx_or_list(good, tmp_path):
+    """The tutorial's `mv train_meta/*.rec train/`: a .rec alone is checked for framing and headers."""
+    shutil.copy(good / "data.rec", tmp_path / "x.rec")
+    cli = _verify_cli(tmp_path / "x.rec")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert ": OK" in cli.stdout and "no x.idx or x.lst" in cli.stdout
+
+
+def test_manifest_counts_and_completion_are_checked(good, tmp_path):
+    from fastrec.formats.manifest import ListDigest, Manifest, manifest_path, write_manifest
+    from fastrec.formats.lists import read_list
+    rec, entries = _copy_pack(good, tmp_path)
+    digest = ListDigest()
+    for item in read_list(str(tmp_path / "data.lst")):
+        digest.update(item.id, item.labels, item.path)
+    made = dict(fastrec="0", settings={}, list=str(tmp_path / "data.lst"), list_digest=digest.hexdigest(),
+                source={}, expected=len(entries), written=len(entries), complete=True)
+    write_manifest(manifest_path(str(rec)), Manifest(**made))
+    assert verify_rec(str(rec)).ok
+    write_manifest(manifest_path(str(rec)), Manifest(**{**made, "written": len(entries) + 1, "complete": False}))
+    faults = [str(f) for f in verify_rec(str(rec)).faults]
+    assert any("did not finish" in f for f in faults) and any(f"records {len(entries) + 1} records" in f
+                                                               for f in faults), faults
+    write_manifest(manifest_path(str(rec)), Manifest(**{**made, "list_digest": "0" * 64}))
+    assert any("changed since it was packed" in str(f) for f in verify_rec(str(rec)).faults)

@@ -30,9 +30,9 @@ from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
 from fastrec.errors import EnvironmentFault
 from fastrec.formats.manifest import write_manifest
-from fastrec.progress import Progress
+from fastrec.progress import make_progress
 
-SHARD_SUFFIXES = (".rec", ".idx", ".skipped.tsv")
+SHARD_SUFFIXES = (".rec", ".idx", ".skipped.tsv")   # the skip file only when something was skipped
 JOIN_SUFFIXES = (".rec", ".idx", ".skip")
 CONNECT_TIMEOUT_S = 15
 RERUN = "run the same command again to continue: complete shards are kept and reused"
@@ -68,17 +68,20 @@ def _remove_stale(folder: str, keep: set[str]) -> None:
 def pack_shard(items: list, root: str, base: str, opts: PackOptions, source=None) -> int:
     """Pack `items` into the shard files `base`.{rec,idx,skipped.tsv} (runs on a worker).
 
-    Idempotent: a shard already complete is kept (its name says it was made from these inputs).
-    On any failure its temporaries are removed. Returns the bytes read from the images."""
-    if all(os.path.exists(base + s) for s in SHARD_SUFFIXES):
+    Idempotent: a shard already complete (its .idx is there; its name says it was made from these
+    inputs) is kept. On any failure its temporaries are removed. Returns the bytes read from the images."""
+    if os.path.exists(base + ".idx"):
         return 0
     tmp = f"{base}.tmp-{uuid.uuid4().hex}"
     shard = Job(items, root, tmp + ".rec", tmp + ".idx", tmp + ".skipped.tsv", source)
     try:
         summary = pack_jobs([shard], dataclasses.replace(opts, resume=False, progress="off", dask=None))
-        # .rec and .skipped.tsv first: the .idx appearing last marks the shard complete.
-        for suffix in (".rec", ".skipped.tsv", ".idx"):
-            os.replace(tmp + suffix, base + suffix)
+        # .rec and .skipped.tsv (if anything was skipped) first: the .idx appearing last marks the
+        # shard complete.
+        if os.path.exists(tmp + ".skipped.tsv"):
+            os.replace(tmp + ".skipped.tsv", base + ".skipped.tsv")
+        os.replace(tmp + ".rec", base + ".rec")
+        os.replace(tmp + ".idx", base + ".idx")
     except BaseException as err:
         _remove(tmp + s for s in SHARD_SUFFIXES)
         cause = err if isinstance(err, OSError) else err.__cause__
@@ -114,7 +117,8 @@ def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary)
                         key, pos = line.rstrip(b"\n").split(b"\t")
                         idx.write(b"%s\t%d\n" % (key, int(pos) + offset))
                         images += 1
-                with open(base + ".skipped.tsv", "rb") as part:
+                with open(base + ".skipped.tsv", "rb") if os.path.exists(base + ".skipped.tsv") \
+                        else open(os.devnull, "rb") as part:    # no skip file: nothing skipped
                     for line in part:
                         skip.write(line)
                         skipped += 1
@@ -126,7 +130,12 @@ def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary)
         manifest = start_manifest(job, opts)
         write_manifest(job.manifest, manifest)   # incomplete while the outputs are being replaced
         os.replace(joined[0], job.rec)
-        os.replace(joined[2], job.skipped)
+        if os.path.getsize(joined[2]):
+            os.replace(joined[2], job.skipped)
+        else:   # nothing skipped: no skip file, as a local pack leaves none
+            os.remove(joined[2])
+            if os.path.exists(job.skipped):
+                os.remove(job.skipped)
         os.replace(joined[1], job.idx)
         write_manifest(job.manifest, finish_manifest(job, manifest))
     except OSError as err:
@@ -165,8 +174,9 @@ def _client(address: str):
         if n and not (n.isdigit() and int(n) >= 1):   # local:0 would wait for a worker forever
             raise PackError(f"--dask {address!r}: local:N needs N >= 1 workers")
         workers = int(n or os.cpu_count() or 1)
+        # no dashboard; its HTTP server (always started) on a free port, not on a taken 8787
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0", scheduler_kwargs={"dashboard": False})
         return Client(cluster), cluster
     try:
         return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s"), None
@@ -210,14 +220,14 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
                 source = job.source.subset(i.path for i in items) if job.source is not None else None
                 futures.append(client.submit(pack_shard, items, job.root, base, opts, source, retries=retries,
                                              pure=False, key=f"fastrec-shard-{uuid.uuid4().hex}"))
-        with Progress(opts.progress) as progress:
-            progress.start("shards", len(futures))
+        with make_progress(opts.progress, "count") as progress:
+            task = progress.add_task("shards", total=len(futures))
             for fut in as_completed(futures):
                 try:
                     total.bytes_in += fut.result()
                 except EnvironmentFault as err:
                     raise EnvironmentFault(f"{err}; fix that and {RERUN}") from None
-                progress.advance(1, 0, 0)
+                progress.advance(task)
         for job, plan in plans:
             join_shards(job, [base for _, _, base in plan], opts, total)
     except BaseException as err:

@@ -29,7 +29,8 @@ from fastrec.formats.lists import ListItem, find_lists, read_list
 from fastrec.formats.manifest import (ListDigest, Manifest, label_key, manifest_path, read_manifest,
                                       setting_differences, write_manifest)
 from fastrec.formats.recordio import record_end_in_file
-from fastrec.progress import Progress
+from fastrec.fsutil import CrashAfter
+from fastrec.progress import PackProgress
 
 log = logging.getLogger(__name__)
 
@@ -294,25 +295,35 @@ def check_resumable(job: Job, fresh: Manifest) -> None:
 
 # ---------------------------------------------------------------- writing
 class _Outputs:
-    """The three output files of a list, appended in the crash-safe order."""
+    """The three output files of a list, appended in the crash-safe order. The .skipped.tsv
+    exists only when something was skipped (it is opened at the first skip)."""
 
     def __init__(self, job: Job, point: ResumePoint | None):
         mode = "r+b" if point else "wb"
         if point:
-            for path, size in ((job.rec, point.rec_bytes), (job.idx, point.idx_bytes),
-                               (job.skipped, point.skip_bytes)):
+            for path, size in ((job.rec, point.rec_bytes), (job.idx, point.idx_bytes)):
                 if not os.path.exists(path):
                     open(path, "wb").close()
                 _truncate(path, size)
+            if os.path.exists(job.skipped):
+                _truncate(job.skipped, point.skip_bytes)
+        if os.path.exists(job.skipped) and not (point and point.skip_bytes):
+            os.remove(job.skipped)   # an earlier pack's skips (or a torn first line) are not this one's
+        self._skip_path = job.skipped
+        self.skip = None
         try:
             self.rec = open(job.rec, mode)
             self.idx = open(job.idx, mode)
-            self.skip = open(job.skipped, mode)
+            if os.path.exists(job.skipped):
+                self.skip = open(job.skipped, "ab")
         except OSError as err:
             raise PackError(f"cannot write {err.filename}: {err.strerror}") from err
-        for f in (self.rec, self.idx, self.skip):
+        for f in (self.rec, self.idx):
             f.seek(0, os.SEEK_END)
         self.pos = self.rec.tell()
+
+    def _files(self) -> list:
+        return [f for f in (self.rec, self.idx, self.skip) if f is not None]
 
     def append(self, items: Sequence[ListItem], outcomes: Sequence[Outcome]) -> tuple[int, int]:
         """Write a batch; returns (records, bytes written to the .rec)."""
@@ -329,8 +340,11 @@ class _Outputs:
         try:
             self.rec.write(b"".join(chunks))
             self.rec.flush()                       # records before the lines that name them
-            self.skip.write("".join(skip_lines).encode("utf-8", "surrogateescape"))
-            self.skip.flush()
+            if skip_lines:
+                if self.skip is None:
+                    self.skip = open(self._skip_path, "ab")
+                self.skip.write("".join(skip_lines).encode("utf-8", "surrogateescape"))
+                self.skip.flush()
             self.idx.write("".join(idx_lines).encode())
             self.idx.flush()
         except OSError as err:   # the disk, not the images: stop, resumable
@@ -342,7 +356,7 @@ class _Outputs:
 
     def close(self, sync: bool = True) -> None:
         """Flush and fsync (sync=True), or, after a failure, just close: --resume cuts any torn tail."""
-        for f in (self.rec, self.idx, self.skip):
+        for f in self._files():
             try:
                 if sync:
                     f.flush()
@@ -362,7 +376,7 @@ def _batches(items: Sequence[ListItem], size: int) -> Iterator[Sequence[ListItem
         yield items[start:start + size]
 
 
-def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Progress) -> Summary:
+def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: PackProgress) -> Summary:
     """Pack one list into its .rec/.idx/.skipped.tsv (resuming if asked) and its manifest."""
     summary = Summary(lists=[job.rec])
     manifest = start_manifest(job, opts) if job.lst else None
@@ -378,11 +392,12 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
     if manifest is not None:   # after the outputs are opened: a stale manifest never vouches for new bytes
         _write_manifest(job, manifest, out)
     started = time.perf_counter()
-    progress.start(job.rec, len(job.items), done=point.items_done if point else 0)
+    progress.done_before(point.items_done if point else 0)
     inflight: collections.deque[tuple[Sequence[ListItem], Future]] = collections.deque()
     # Short lists (or lists of big photos) still need every thread busy: at least 4 batches each.
     batch_size = max(1, min(opts.batch_size, -(-len(todo) // (4 * opts.num_thread))))
     batches = _batches(todo, batch_size)
+    crash = CrashAfter()
     try:
         while True:
             while len(inflight) < 2 * opts.num_thread:     # bounded: memory stays flat
@@ -395,6 +410,8 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
             batch, fut = inflight.popleft()
             outcomes = fut.result()
             records, written = out.append(batch, outcomes)
+            crash.tick()   # tests: die here as if SIGKILL'd after N batches (FASTREC_TEST_CRASH_AFTER)
+            skipped_before = summary.skipped
             for item, o in zip(batch, outcomes):
                 summary.bytes_in += o.in_bytes
                 if o.record is None:
@@ -403,7 +420,7 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
                     log.debug("skipped %s: %s: %s", item.path, o.reason, o.message)
             summary.images += records
             summary.bytes_out += written
-            progress.advance(len(batch), written, summary.skipped)
+            progress.advance(len(batch), written, summary.skipped - skipped_before)
     except BaseException:
         for _, fut in inflight:
             fut.cancel()
@@ -413,14 +430,17 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pr
     if manifest is not None:
         _write_manifest(job, finish_manifest(job, manifest))
     summary.seconds = time.perf_counter() - started
+    log.debug("%s: %d records, %d skipped in %.2f s", job.rec, summary.images, summary.skipped, summary.seconds)
     return summary
 
 
 def pack_jobs(jobs: Iterable[Job], opts: PackOptions) -> Summary:
     opts.validate()
     total = Summary()
+    jobs = list(jobs)
     with ThreadPoolExecutor(opts.num_thread, thread_name_prefix="fastrec") as pool, \
-            Progress(opts.progress) as progress:
+            PackProgress(opts.progress) as progress:
+        progress.start(sum(len(job.items) for job in jobs))   # one bar, one time left, for all lists
         for job in jobs:
             total.add(pack_job(job, opts, pool, progress))
     return total

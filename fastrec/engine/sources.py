@@ -20,7 +20,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Sequence
 
-from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.formats.lists import DEFAULT_EXTS, prefix_folder
 from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember, TarError, check_class, check_end, hard_link_rel,
                                  inner_tar_class, place_member, resolve_archives, tar_stem)
 
@@ -286,6 +286,4 @@ def index_for(archives: Sequence[str], cache: str | None, exts: Sequence[str] = 
 
 def cache_path(prefix: str) -> str:
     """Where the index of a prefix's archives is cached: the folder its lists live in."""
-    prefix = os.path.abspath(prefix)
-    folder = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
-    return os.path.join(folder, INDEX_NAME)
+    return os.path.join(prefix_folder(prefix), INDEX_NAME)

@@ -48,6 +48,7 @@ class ListResult:
     files: list[str] = field(default_factory=list)       # .lst paths written, in order
     counts: dict[str, int] = field(default_factory=dict)  # path -> number of lines
     label_map: list[tuple[str, int]] = field(default_factory=list)  # (relative dir, label)
+    synset: str | None = None                              # the label -> class-folder file, if written
 
 
 def _check_name(rel: str) -> None:
@@ -122,6 +123,36 @@ def write_list(path: str, entries: Iterable[ImageEntry]) -> int:
     return n
 
 
+SYNSET_SUFFIX = ".synset.txt"
+
+
+def synset_path(prefix: str) -> str:
+    """`PREFIX.synset.txt`: beside the lists, named after their prefix."""
+    return os.path.abspath(prefix) + SYNSET_SUFFIX
+
+
+def write_synset(prefix: str, label_map: Sequence[tuple[str, int]]) -> str | None:
+    """Write the class folder of each label, one per line in label order (line N is label N), as
+    MXNet's examples and ImageNet pipelines read `synset.txt`. Returns its path, or None when
+    there are no classes (a flat list) or the labels are not 0..N-1 (a line could not name one)."""
+    if not label_map:
+        return None
+    labels = [label for _, label in label_map]
+    if sorted(labels) != list(range(len(labels))):
+        log.warning("labels are not 0..%d: no synset file written for %s", len(labels) - 1, prefix)
+        return None
+    path = synset_path(prefix)
+    with open(path, "w", encoding=LST_ENCODING, errors=LST_ERRORS, newline="\n") as f:
+        f.writelines(f"{folder}\n" for folder, _ in sorted(label_map, key=lambda kv: kv[1]))
+    return path
+
+
+def read_synset(path: str) -> list[str]:
+    """The class folders of a synset file, in label order."""
+    with open(path, encoding=LST_ENCODING, errors=LST_ERRORS) as f:
+        return [line.rstrip("\n") for line in f]
+
+
 def split_outputs(prefix: str, entries: list[ImageEntry], opts: ListOptions) -> list[tuple[str, list[ImageEntry]]]:
     """The (file name, entries) pairs im2rec writes: chunks, then test/val/train within each."""
     n = len(entries)
@@ -157,7 +188,8 @@ def _empty_cause(root: str, opts: ListOptions) -> str:
 
 def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
                entries: list[ImageEntry] | None = None, allow_empty: bool = True) -> ListResult:
-    """Write the .lst files `im2rec.py --list PREFIX ROOT` would write.
+    """Write the .lst files `im2rec.py --list PREFIX ROOT` would write, and for class folders
+    the label -> class-folder file `PREFIX.synset.txt`.
 
     `entries` replaces the directory walk (e.g. when listing from a tar index). Without
     `allow_empty`, a listing that finds no image raises ListError with its likely cause (and
@@ -184,6 +216,8 @@ def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
     for path, chunk in split_outputs(prefix, entries, opts):
         result.counts[path] = write_list(path, chunk)
         result.files.append(path)
+    if any(folder != "." for folder, _ in label_map):   # class folders, not one flat folder
+        result.synset = write_synset(prefix, label_map)
     return result
 
 
@@ -211,23 +245,34 @@ def read_list(path: str) -> Iterator[ListItem]:
                 log.warning("%s:%d: cannot parse %r: %s", path, lineno, line, err)
 
 
-def find_lists(prefix: str) -> tuple[str, list[str]]:
-    """The .lst files im2rec would pack for PREFIX: (working dir, sorted list paths).
+def prefix_folder(prefix: str) -> str:
+    """The folder a PREFIX names: itself if it is a folder, else the folder it lies in."""
+    prefix = os.path.abspath(prefix)
+    return prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
 
-    A folder prefix means every .lst in it; otherwise every file in the prefix's folder whose
-    absolute path starts with the prefix and ends with .lst. Sorted, where im2rec uses the
-    (arbitrary) os.listdir order, so runs are reproducible.
+
+def prefix_files(prefix: str, suffix: str) -> tuple[str, list[str]]:
+    """The files a PREFIX names, as im2rec matches .lst files: (folder, sorted paths).
+
+    A folder prefix means every `*suffix` file in it; otherwise every file in the prefix's folder
+    whose absolute path starts with the prefix and ends with `suffix` (so `x.rec` names itself).
+    Sorted, where im2rec uses the (arbitrary) os.listdir order, so runs are reproducible.
     """
     prefix = os.path.abspath(prefix)
-    work = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
-    if not os.path.isdir(work):
-        return work, []
+    folder = prefix_folder(prefix)
+    if not os.path.isdir(folder):
+        return folder, []
     found = []
-    for name in sorted(os.listdir(work)):
-        full = os.path.join(work, name)
-        if os.path.isfile(full) and full.startswith(prefix) and full.endswith(".lst"):
+    for name in sorted(os.listdir(folder)):
+        full = os.path.join(folder, name)
+        if full.startswith(prefix) and full.endswith(suffix) and os.path.isfile(full):
             found.append(full)
-    return work, found
+    return folder, found
+
+
+def find_lists(prefix: str) -> tuple[str, list[str]]:
+    """The .lst files im2rec would pack for PREFIX: (working dir, sorted list paths)."""
+    return prefix_files(prefix, ".lst")
 
 
 # ---------------------------------------------------------------- labels from a ground-truth file

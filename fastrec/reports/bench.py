@@ -32,7 +32,7 @@ import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Sequence
 
 import numpy as np
@@ -40,6 +40,7 @@ import numpy as np
 from fastrec._version import __version__
 from fastrec.formats.lists import DEFAULT_EXTS
 from fastrec.errors import FastrecError
+from fastrec.progress import make_progress, shown
 
 log = logging.getLogger(__name__)
 
@@ -256,22 +257,11 @@ def find_images(root: str, exts: Sequence[str] = DEFAULT_EXTS) -> list[str]:
     return found
 
 
-def _make_progress(mode: str):
-    if mode == "off" or (mode == "auto" and not sys.stderr.isatty()):
-        return None
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    return Progress(TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                    transient=True)
-
-
 class _Bar:
     """A rich progress bar, or nothing (so the sweep code has one shape either way)."""
 
     def __init__(self, mode: str):
-        self._p = _make_progress(mode)
+        self._p = make_progress(mode, "count", transient=True) if shown(mode) else None
         self._task = None
 
     def __enter__(self) -> "_Bar":
@@ -447,11 +437,14 @@ def sweep(root: str, options: BenchOptions | None = None, **kw) -> BenchResult:
 
 
 def mark(rows: list[Row]) -> None:
-    """Set the pareto (size vs PSNR) and default flags of `rows`."""
+    """Set the pareto (size vs PSNR) and default flags of `rows`.
+
+    Rows that upscale and rows that keep small images are measured against different references
+    (the enlarged original, the original itself), so each has its own Pareto front."""
     valid = [r for r in rows if not (math.isnan(r.bytes_per_image) or math.isnan(r.psnr_db))]
     for r in rows:
         r.pareto = r in valid and not any(
-            q.bytes_per_image <= r.bytes_per_image and q.psnr_db >= r.psnr_db
+            q.upscale == r.upscale and q.bytes_per_image <= r.bytes_per_image and q.psnr_db >= r.psnr_db
             and (q.bytes_per_image < r.bytes_per_image or q.psnr_db > r.psnr_db) for q in valid)
     for flag, default in (("seed_default", SEED_DEFAULT), ("im2rec_default", IM2REC_DEFAULT)):
         exact = [r for r in rows if r.setting == default]
@@ -511,9 +504,16 @@ def _short(r: Row) -> str:
             f"{'' if r.upscale else ' noup'}")
 
 
-def write_plot(result: BenchResult, path: str) -> None:
-    """PNG: KiB/img (x) vs PSNR (y), colour = images/s per core, the Pareto front as a line,
-    the seed default annotated; circles upscale, squares keep small images."""
+PANELS = ((True, "upscale small images (im2rec)", "o"), (False, "keep small images (--no-upscale)", "s"))
+MARKED = (("seed_default", SEED_DEFAULT, "seed default", (-80, 26)),
+          ("im2rec_default", IM2REC_DEFAULT, "im2rec default (q95)", (-90, -34)))
+
+
+def plot_figure(result: BenchResult):
+    """The plot as a matplotlib Figure: one panel per upscale mode present (their references
+    differ, so their PSNRs do not share an axis), each with KiB/img (x) vs PSNR (y), colour =
+    images/s per core, its own Pareto front, and fastrec's seed default and im2rec's default
+    (q95) marked."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -521,49 +521,62 @@ def write_plot(result: BenchResult, path: str) -> None:
         raise BenchError("the plot needs matplotlib: pip install 'fastrec[bench]' "
                          "(or pass --out '' to skip the files)") from err
     rows = [r for r in result.rows if not (math.isnan(r.psnr_db) or math.isnan(r.bytes_per_image))]
-    fig = Figure(figsize=(9, 6), dpi=120)
+    panels = [(up, title, marker) for up, title, marker in PANELS if any(r.upscale == up for r in rows)] \
+        or [PANELS[0]]
+    fig = Figure(figsize=(7 * len(panels) + 1.5, 6), dpi=120)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     speeds = [r.images_per_s_per_core for r in rows]
     vmin, vmax = (min(speeds), max(speeds)) if speeds else (0, 1)
+    o = result.options
     sc = None
-    for up, marker in ((True, "o"), (False, "s")):
+    for ax, (up, title, marker) in zip(axes, panels):
         sel = [r for r in rows if r.upscale == up]
         if sel:
             sc = ax.scatter([r.kib_per_image for r in sel], [r.psnr_db for r in sel],
                             c=[r.images_per_s_per_core for r in sel], cmap="viridis", vmin=vmin,
                             vmax=vmax if vmax > vmin else vmin + 1, marker=marker, s=46,
-                            edgecolors="k", linewidths=0.4,
-                            label="upscale small images" if up else "keep small images (no upscale)")
+                            edgecolors="k", linewidths=0.4)
+        _draw_front(ax, sorted((r for r in sel if r.pareto), key=lambda r: r.bytes_per_image))
+        for flag, default, name, offset in MARKED:   # in both panels: the defaults' quality and codec
+            marked = [r for r in sel if replace(r.setting, upscale=default.upscale) == default] or \
+                [r for r in sel if getattr(r, flag)]
+            for r in marked[:1]:
+                ax.annotate(f"{name}\n{_short(r)}", (r.kib_per_image, r.psnr_db), xytext=offset,
+                            textcoords="offset points", fontsize=8,
+                            arrowprops=dict(arrowstyle="->", color="k", lw=0.8))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("KiB per image in the .rec")
+        ax.set_ylabel(f"PSNR (dB) vs {o.reference} reference" if up else "PSNR (dB) vs the original")
+        ax.grid(True, alpha=0.3)
     if sc is not None:
-        fig.colorbar(sc, ax=ax, label="images/s per core")
-    front = sorted((r for r in rows if r.pareto), key=lambda r: r.bytes_per_image)
-    if front:
-        ax.step([r.kib_per_image for r in front], [r.psnr_db for r in front], where="post",
-                color="tab:red", lw=1.2, label="Pareto front (size vs PSNR)")
-        xspan = max(1e-9, front[-1].kib_per_image - front[0].kib_per_image)
-        last = None
-        for r in front:  # label the front, skipping points that would print over the previous label
-            if last is not None and (r.kib_per_image - last.kib_per_image < 0.06 * xspan
-                                     and abs(r.psnr_db - last.psnr_db) < 0.4):
-                continue
-            last = r
-            ax.annotate(_short(r), (r.kib_per_image, r.psnr_db), xytext=(4, -10),
-                        textcoords="offset points", fontsize=6.5, color="tab:red")
-    for r in rows:
-        if r.seed_default and (r.setting == SEED_DEFAULT or not any(x.setting == SEED_DEFAULT for x in rows)):
-            ax.annotate(f"seed default\n{_short(r)}", (r.kib_per_image, r.psnr_db), xytext=(-70, 28),
-                        textcoords="offset points", fontsize=8,
-                        arrowprops=dict(arrowstyle="->", color="k", lw=0.8))
-    o = result.options
-    ax.set_xlabel("KiB per image in the .rec")
-    ax.set_ylabel(f"PSNR (dB) vs {o.reference} reference")
-    ax.set_title(f"fastrec bench: {len(result.sampled)} images of {os.path.basename(os.path.abspath(result.root))}"
+        fig.colorbar(sc, ax=list(axes), label="images/s per core")
+    fig.suptitle(f"fastrec bench: {len(result.sampled)} images of {os.path.basename(os.path.abspath(result.root))}"
                  f", short edge {o.resize or 'kept'}, {o.threads} thread(s)", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if rows:
-        ax.legend(fontsize=7, loc="lower right")
-    fig.savefig(path, format="png")
+    return fig
+
+
+def _draw_front(ax, front: list[Row]) -> None:
+    """The Pareto front as a red step line, labelled where labels do not overlap."""
+    if not front:
+        return
+    ax.step([r.kib_per_image for r in front], [r.psnr_db for r in front], where="post",
+            color="tab:red", lw=1.2, label="Pareto front (size vs PSNR)")
+    xspan = max(1e-9, front[-1].kib_per_image - front[0].kib_per_image)
+    last = None
+    for r in front:  # label the front, skipping points that would print over the previous label
+        if last is not None and (r.kib_per_image - last.kib_per_image < 0.06 * xspan
+                                 and abs(r.psnr_db - last.psnr_db) < 0.4):
+            continue
+        last = r
+        ax.annotate(_short(r), (r.kib_per_image, r.psnr_db), xytext=(4, -10),
+                    textcoords="offset points", fontsize=6.5, color="tab:red")
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def write_plot(result: BenchResult, path: str) -> None:
+    """bench.png: see `plot_figure`."""
+    plot_figure(result).savefig(path, format="png")
 
 
 def _table(result: BenchResult):
@@ -602,8 +615,9 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"PSNR/SSIM on {m} of {len(result.sampled)} images"
         f"{' (subsample; --metric-sample to change)' if m < len(result.sampled) else ''}, against a full-resolution "
         f"decode + Pillow {o.reference} resize to the output size; KiB/img counts .rec bytes (framing included)",
-        f"★ pareto: no other setting is both smaller and more faithful (PSNR); seed default: {SEED_DEFAULT.label} "
-        "with upscaling; im2rec q95: im2rec.py's --quality default",
+        f"★ pareto: no other setting of the same upscale mode (the same reference) is both smaller and more "
+        f"faithful (PSNR); seed default: {SEED_DEFAULT.label} with upscaling; im2rec q95: im2rec.py's --quality "
+        "default",
     ]
     if any(not r.upscale for r in rows) and o.resize:
         lines.append(f"upscale no: images with a shorter edge below {o.resize} keep their size, and their "
@@ -612,7 +626,9 @@ def summary_lines(result: BenchResult) -> list[str]:
         ex = result.excluded
         lines.append(f"left out {len(ex)} sampled file(s) the native core does not pack (e.g. {ex[0][0]}: {ex[0][1]})")
     seed = next((r for r in rows if r.setting == SEED_DEFAULT), None)
-    front = sorted((r for r in rows if r.pareto), key=lambda r: r.bytes_per_image)
+    # the front of the upscaling rows (the seed default's reference), else the only one swept
+    group = [r for r in rows if r.upscale] or rows
+    front = sorted((r for r in group if r.pareto), key=lambda r: r.bytes_per_image)
     if seed and front:
         # The smallest Pareto setting that is at least as faithful as the seed default.
         alt = next((r for r in front if r.psnr_db >= seed.psnr_db - 1e-9), None)

@@ -1,13 +1,25 @@
-"""`fastrec inspect`: what is in a .rec — headers, label counts, image sizes, and a contact sheet."""
+"""`fastrec inspect`: what is in a pack — headers, records per class (per file and across all the
+files of a prefix, with class names where the pack's manifest or synset file gives them), image
+sizes, and a contact sheet sampled from all the files."""
 from __future__ import annotations
 
 import collections
 import io
+import os
 import random
 import statistics
 from dataclasses import dataclass, field
 
-from fastrec.formats.recordio import RecordReader, unpack
+from fastrec.formats.lists import SYNSET_SUFFIX, read_synset
+from fastrec.formats.manifest import label_key, manifest_path, read_manifest
+from fastrec.formats.recordio import RecordReader, read_index, unpack
+
+
+def label_text(label) -> str:
+    """A label as a person reads it: `3`, not `3.0`; several labels joined by commas."""
+    if isinstance(label, (list, tuple)):
+        return ",".join(label_text(x) for x in label)
+    return label_key(label) if float(label).is_integer() else f"{float(label):g}"
 
 
 @dataclass
@@ -31,6 +43,40 @@ class Stats:
     formats: collections.Counter = field(default_factory=collections.Counter)
     widths: list[int] = field(default_factory=list)
     heights: list[int] = field(default_factory=list)
+
+    def add(self, other: "Stats") -> None:
+        self.count += other.count
+        self.bytes += other.bytes
+        for mine, theirs in ((self.labels, other.labels), (self.sizes, other.sizes), (self.formats, other.formats)):
+            mine.update(theirs)
+        self.widths += other.widths
+        self.heights += other.heights
+
+    def per_class(self) -> dict[str, int]:
+        """Records per label, labels as text, in label order."""
+        return {label_text(k): v for k, v in sorted(self.labels.items(), key=lambda kv: _order(kv[0]))}
+
+
+def _order(label):
+    return tuple(label) if isinstance(label, tuple) else (label,)
+
+
+def class_names(rec: str) -> dict[str, str]:
+    """Label (as text) -> class folder, from the pack's manifest, else from the synset file of the
+    list prefix the .rec is named after (`data.synset.txt` for `data_3.rec`); {} when neither."""
+    try:
+        manifest = read_manifest(manifest_path(rec))
+    except ValueError:
+        manifest = None
+    if manifest is not None and manifest.classes:
+        return dict(manifest.classes)
+    folder, name = os.path.split(os.path.abspath(rec))
+    prefixes = [n[:-len(SYNSET_SUFFIX)] for n in os.listdir(folder) if n.endswith(SYNSET_SUFFIX)]
+    prefixes = [p for p in prefixes if name.startswith(p)]
+    if not prefixes:
+        return {}
+    return {str(i): c for i, c in enumerate(read_synset(os.path.join(folder, max(prefixes, key=len)
+                                                                      + SYNSET_SUFFIX)))}
 
 
 def _image_size(image: bytes) -> tuple[tuple[int, int] | None, str]:
@@ -82,14 +128,14 @@ def report_lines(rec: str, first: list[RecordInfo], stats: Stats) -> list[str]:
     if first:
         out.append(f"{'#':>6} {'offset':>12} {'id':>10} {'flag':>4} {'label':>14} {'bytes':>9}  image")
         for r in first:
-            label = ",".join(f"{x:g}" for x in r.label) if isinstance(r.label, list) else f"{r.label:g}"
+            label = label_text(r.label)
             size = f"{r.size[0]}x{r.size[1]}" if r.size else "-"
             out.append(f"{r.number:>6} {r.offset:>12} {r.id:>10} {r.flag:>4} {label:>14} {r.bytes:>9}  "
                        f"{r.format} {size}")
     if stats.count:
         out.append(f"labels: {len(stats.labels)} distinct; records per label: min "
                    f"{min(stats.labels.values())}, max {max(stats.labels.values())}")
-        out.append("  " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.labels.items(), key=str)[:20])
+        out.append("  " + ", ".join(f"{k}: {v}" for k, v in list(stats.per_class().items())[:20])
                    + (" ..." if len(stats.labels) > 20 else ""))
         if stats.widths:
             out.append(f"image sizes: width {min(stats.widths)}..{max(stats.widths)} (median "
@@ -100,18 +146,48 @@ def report_lines(rec: str, first: list[RecordInfo], stats: Stats) -> list[str]:
     return out
 
 
-def contact_sheet(rec: str, path: str, count: int = 48, tile: int = 128, seed: int = 0) -> int:
-    """Write a PNG grid of `count` records sampled evenly (seeded); returns how many were drawn."""
+def total_lines(recs: list[str], stats: Stats, names: dict[str, str]) -> list[str]:
+    """Records per class across all the files of a prefix, with class names where known."""
+    per_class = stats.per_class()
+    out = [f"all {len(recs)} files: {stats.count} records in {len(per_class)} classes"]
+    for label, count in per_class.items():
+        name = names.get(label)
+        out.append(f"  {label:>6} {count:>9}" + (f"  {name}" if name else ""))
+    return out
+
+
+def _offsets(rec: str) -> list[int]:
+    """Where each record starts: from the .idx when there is one, else by walking the framing."""
+    idx = os.path.splitext(rec)[0] + ".idx"
+    if os.path.exists(idx):
+        return sorted(offset for _, offset in read_index(idx))
+    out = []
+    with RecordReader(rec) as reader:
+        while True:
+            offset = reader.tell()
+            if reader.read() is None:
+                return out
+            out.append(offset)
+
+
+def contact_sheet(recs: str | list[str], path: str, count: int = 48, tile: int = 128,
+                  seed: int = 0) -> list[tuple[str, int]]:
+    """Write a PNG grid of `count` records sampled evenly (seeded) from all of `recs` together;
+    returns the (file, offset) of each record drawn."""
     from PIL import Image, ImageDraw
 
-    offsets = [info.offset for info in scan(rec)]
-    chosen = sorted(random.Random(seed).sample(offsets, min(count, len(offsets))))
+    recs = [recs] if isinstance(recs, str) else list(recs)
+    places = [(rec, offset) for rec in recs for offset in _offsets(rec)]
+    chosen = sorted(random.Random(seed).sample(range(len(places)), min(count, len(places))))
     cols = max(1, min(8, len(chosen)))
     rows = max(1, -(-len(chosen) // cols))
     sheet = Image.new("RGB", (cols * tile, rows * (tile + 14)), "white")
     draw = ImageDraw.Draw(sheet)
-    with RecordReader(rec) as reader:
-        for i, offset in enumerate(chosen):
+    readers: dict[str, RecordReader] = {}
+    try:
+        for i, place in enumerate(chosen):
+            rec, offset = places[place]
+            reader = readers.get(rec) or readers.setdefault(rec, RecordReader(rec))
             reader.seek(offset)
             header, image = unpack(reader.read())
             x, y = (i % cols) * tile, (i // cols) * (tile + 14)
@@ -122,7 +198,10 @@ def contact_sheet(rec: str, path: str, count: int = 48, tile: int = 128, seed: i
                     sheet.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
             except Exception:  # draw the slot empty: the caption still says which record
                 pass
-            label = header.label if header.flag == 0 else ",".join(f"{v:g}" for v in header.label)
+            label = label_text(header.label if header.flag == 0 else list(header.label))
             draw.text((x + 2, y + tile), f"id {header.id} label {label}"[:22], fill="black")
+    finally:
+        for reader in readers.values():
+            reader.close()
     sheet.save(path, "PNG")
-    return len(chosen)
+    return [places[i] for i in chosen]

@@ -1,18 +1,27 @@
-"""`fastrec verify`: prove a .rec/.idx pair is sound before training starts on it.
+"""`fastrec verify`: prove a pack is sound and whole before training starts on it.
 
 Checks, per file: the framing of every record (magic, cflag sequence, lengths, padding, 4-byte
 alignment), the IRHeader of every record (long enough, label bytes present, finite labels),
 that the .idx names exactly the records in the .rec (same offsets, keys equal to header ids,
 nothing past the end), and with `decode=True` that every image decodes, optionally to the
 expected shorter edge. Every fault names the record number and byte offset.
+
+Then the pack against what it was made from: every item of its `.lst` is a record, in list
+order, or a line of its `.skipped.tsv` (so an interrupted pack fails, naming how many items are
+missing), and, where pack left a `<list>.manifest.json`, the counts it recorded and that it
+finished. A lone `.rec` (moved away from its .idx and .lst, as the MXNet tutorial does) is
+checked alone, and the report says so.
 """
 from __future__ import annotations
 
+import collections
 import io
 import math
 import os
 from dataclasses import dataclass, field
 
+from fastrec.formats.lists import prefix_files, read_list
+from fastrec.formats.manifest import ListDigest, manifest_path, read_manifest
 from fastrec.formats.recordio import FramingFault, RecordIOError, read_index, unpack, walk_records
 
 MAX_FAULTS = 100  # a report lists this many; the count covers all
@@ -41,6 +50,10 @@ class Report:
     decoded: int = 0
     faults: list[Fault] = field(default_factory=list)
     fault_count: int = 0
+    notes: list[str] = field(default_factory=list)   # what could not be checked, and why
+    expected: int | None = None    # items in the .lst (None: no list found)
+    skipped: int = 0               # lines of the .skipped.tsv
+    missing: int = 0               # list items neither packed nor skipped
 
     def fault(self, record: int | None, offset: int | None, what: str) -> None:
         self.fault_count += 1
@@ -55,10 +68,20 @@ class Report:
         status = "OK" if self.ok else f"{self.fault_count} FAULT(S)"
         out = [f"{self.rec}: {self.records} records, {self.bytes} bytes"
                + (f", {self.decoded} images decoded" if self.decoded else "") + f": {status}"]
+        if self.expected is not None:
+            out.append(f"  list: {self.expected} items, {self.records} packed, {self.skipped} skipped, "
+                       f"{self.missing} missing")
+        out += [f"  note: {n}" for n in self.notes]
         out += [f"  {f}" for f in self.faults]
         if self.fault_count > len(self.faults):
             out.append(f"  ... and {self.fault_count - len(self.faults)} more")
         return out
+
+    def to_dict(self) -> dict:
+        return {"rec": self.rec, "ok": self.ok, "records": self.records, "bytes": self.bytes,
+                "decoded": self.decoded, "expected": self.expected, "skipped": self.skipped,
+                "missing": self.missing, "fault_count": self.fault_count,
+                "faults": [str(f) for f in self.faults], "notes": self.notes}
 
 
 def _scan(f: io.BufferedReader, size: int, report: Report):
@@ -113,12 +136,14 @@ def _check_image(report: Report, n: int, offset: int, image: bytes, resize: int 
 
 
 def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: int | None = None) -> Report:
-    """Check one .rec (and its .idx, by default the same name with .idx)."""
+    """Check one .rec, its .idx (by default the same name with .idx), and, where they are beside it,
+    its .lst, .skipped.tsv and manifest."""
     report = Report(rec)
-    idx = idx if idx is not None else os.path.splitext(rec)[0] + ".idx"
+    base = os.path.splitext(rec)[0]
+    idx = idx if idx is not None else base + ".idx"
     size = os.path.getsize(rec)
     report.bytes = size
-    offsets: dict[int, tuple[int, int | None]] = {}
+    offsets: dict[int, tuple[int, int | None]] = {}   # in file order
     worker = None
     if decode:
         from fastrec._native.core import Worker
@@ -130,14 +155,42 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
             report.records += 1
             if decode and image is not None:
                 _check_image(report, n, offset, image, resize, worker)
-    if not os.path.exists(idx):
-        report.fault(None, None, f"no index file {idx}")
+    lst = base + ".lst"
+    if not os.path.exists(idx) and not os.path.exists(lst):
+        report.notes.append(f"no {os.path.basename(idx)} or {os.path.basename(lst)} beside it: checked "
+                            f"the framing and headers of the .rec alone")
+        _check_not_empty(report)
         return report
+    if os.path.exists(idx):
+        _check_index(report, idx, size, offsets)
+    else:
+        report.notes.append(f"no index file {idx}: the records were checked against the list by header id")
+    if os.path.exists(lst):
+        _check_list(report, base, [i for _, i in offsets.values()])
+    else:
+        report.notes.append(f"no list {lst}: cannot tell whether the pack is complete")
+    _check_manifest(report, rec)
+    _check_not_empty(report)
+    return report
+
+
+def _check_not_empty(report: Report) -> None:
+    """No records is a fault, unless the list itself is empty (im2rec's last chunk can be)."""
+    if report.records:
+        return
+    if report.expected == 0:
+        report.notes.append("the list is empty, and so is the pack")
+    else:
+        report.fault(None, None, "the .rec holds no records" + (
+            f": all {report.skipped} list items were skipped" if report.expected and not report.missing else ""))
+
+
+def _check_index(report: Report, idx: str, size: int, offsets: dict[int, tuple[int, int | None]]) -> None:
     try:
         entries = read_index(idx)
     except RecordIOError as err:
         report.fault(None, None, str(err))
-        return report
+        return
     seen = set()
     for line, (key, offset) in enumerate(entries, 1):
         if offset >= size:
@@ -152,20 +205,100 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
     for offset, (n, _) in offsets.items():
         if offset not in seen:
             report.fault(n, offset, f"record is not in {idx}")
-    return report
+
+
+def _skipped_paths(path: str) -> list[str]:
+    """The item paths of a .skipped.tsv (first field of each line); none when there is no file."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return [line.split("\t", 1)[0] for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _check_list(report: Report, base: str, record_ids: list[int | None]) -> None:
+    """Every list item is a record (in list order) or a skip line; nothing else is in the .rec."""
+    items = list(read_list(base + ".lst"))
+    skipped = collections.Counter(_skipped_paths(base + ".skipped.tsv"))
+    report.expected, report.skipped = len(items), sum(skipped.values())
+    wanted, packed = [], collections.Counter(i for i in record_ids if i is not None)
+    missing = []
+    for line, item in enumerate(items, 1):
+        if packed[item.id] > 0:
+            packed[item.id] -= 1
+            wanted.append(item.id)
+        elif skipped[item.path] > 0:
+            skipped[item.path] -= 1
+        else:
+            missing.append((line, item))
+    report.missing = len(missing)
+    for key, extra in packed.items():
+        if extra > 0:
+            report.fault(None, None, f"{extra} record(s) with id {key} that the list does not hold")
+    for path, extra in skipped.items():
+        if extra > 0:
+            report.fault(None, None, f"{base}.skipped.tsv names {path!r}, which the list does not hold")
+    listed = set(wanted)
+    if [i for i in record_ids if i in listed] != wanted:
+        report.fault(None, None, "the records are not in list order")
+    if missing:
+        done = len(items) - len(missing)
+        tail = [line for line, _ in missing] == list(range(done + 1, len(items) + 1))
+        first_line, first = missing[0]
+        what = (f"{len(missing)} of {len(items)} list items are missing (neither a record nor in "
+                f"{os.path.basename(base)}.skipped.tsv), from item {first_line} (id {first.id}, {first.path}) on")
+        if tail:
+            what += f"; the pack stopped early: continue it with `fastrec pack --resume {base} ROOT`"
+        else:
+            what += (f"; first missing: " + ", ".join(f"item {ln} (id {it.id})" for ln, it in missing[:5])
+                     + "; pack it again (`fastrec pack`)")
+        report.fault(None, None, what)
+
+
+def _check_manifest(report: Report, rec: str) -> None:
+    """The counts the pack recorded about itself match what is on disk, and it finished."""
+    path = manifest_path(rec)
+    try:
+        manifest = read_manifest(path)
+    except (ValueError, TypeError) as err:
+        report.fault(None, None, f"{path} cannot be read: {err}")
+        return
+    if manifest is None:
+        return
+    name = os.path.basename(path)
+    if not manifest.complete:
+        report.fault(None, None, f"{name} says the pack did not finish; continue it with "
+                                 f"`fastrec pack --resume {os.path.splitext(rec)[0]} ROOT`")
+    counts = [("records", manifest.written, report.records)]
+    if report.expected is not None:   # the list and skip file were read
+        counts += [("skips", manifest.skipped, report.skipped), ("list items", manifest.expected, report.expected)]
+    for what, recorded, found in counts:
+        if recorded != found:
+            report.fault(None, None, f"{name} records {recorded} {what}, the pack holds {found}")
+    lst = os.path.splitext(rec)[0] + ".lst"
+    if os.path.exists(lst):
+        digest = ListDigest()
+        for item in read_list(lst):
+            digest.update(item.id, item.labels, item.path)
+        if digest.hexdigest() != manifest.list_digest:
+            report.fault(None, None, f"{os.path.basename(lst)} changed since it was packed ({name} has another "
+                                     f"digest); pack it again")
 
 
 def find_recs(prefix: str) -> list[str]:
     """A .rec path, or every .rec whose path starts with PREFIX (like pack's .lst matching)."""
-    if prefix.endswith(".rec") and os.path.isfile(prefix):
-        return [prefix]
-    prefix = os.path.abspath(prefix)
-    folder = prefix if os.path.isdir(prefix) else os.path.dirname(prefix)
-    if not os.path.isdir(folder):
-        return []
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))
-            if name.endswith(".rec") and os.path.join(folder, name).startswith(prefix)]
+    return prefix_files(prefix, ".rec")[1]
 
 
 def verify(prefix: str, decode: bool = False, resize: int | None = None) -> list[Report]:
-    return [verify_rec(rec, decode=decode, resize=resize) for rec in find_recs(prefix)]
+    """Verify every .rec PREFIX names; a .lst it names that has no .rec is a failed report too."""
+    reports = [verify_rec(rec, decode=decode, resize=resize) for rec in find_recs(prefix)]
+    packed = {os.path.splitext(r.rec)[0] for r in reports}
+    for lst in prefix_files(prefix, ".lst")[1]:
+        base = os.path.splitext(lst)[0]
+        if base not in packed:
+            report = Report(base + ".rec")
+            report.fault(None, None, f"no .rec for {os.path.basename(lst)}: it was never packed "
+                                     f"(`fastrec pack {base} ROOT`)")
+            reports.append(report)
+    return reports

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, NamedTuple, Sequence
 
 from fastrec import fsutil
+from fastrec.progress import make_progress
 from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import UsageError
 from fastrec.formats.tar import (TAR_SUFFIXES, EndCheckedTarInfo, RefusedMember as _Refused, TarError,
@@ -412,7 +413,7 @@ def extract(archives: Sequence[str], dest: str, options: ExtractOptions | None =
         raise ExtractError(f"destination {dest!r} exists and is not a folder; choose a folder")
     os.makedirs(dest, exist_ok=True)
     total = sum(os.path.getsize(p) for p in paths)
-    with fsutil.make_progress(opts.progress, in_bytes=True) as bar:
+    with make_progress(opts.progress, "bytes") as bar:
         bytes_task = bar.add_task("extract: archives read", total=total)
         classes_task = bar.add_task("extract: classes done", total=None)
         run = _Run(dest, opts, bar, bytes_task, classes_task)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from fastrec import fsutil
+from fastrec.progress import make_progress
 from fastrec.formats.lists import DEFAULT_EXTS
 from fastrec.stages.args import PATH, whole
 from fastrec.errors import FastrecError, UsageError
@@ -80,7 +81,7 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
         summary.moved = small
         return summary
     crash = fsutil.CrashAfter()
-    with fsutil.make_progress(progress) as bar:
+    with make_progress(progress) as bar:
         task = bar.add_task("filter: moving classes", total=len(small))
         for name, n in small:
             src, dst = os.path.join(root, name), os.path.join(move_to, name)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from fastrec import fsutil
+from fastrec.progress import make_progress
 from fastrec.formats.lists import DEFAULT_EXTS
 from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import FastrecError, UsageError
@@ -142,7 +143,7 @@ def _move_all(pairs: list[tuple[str, str]], manifest: str, label: str, progress:
     """Move each (src, dst) in order; returns (moved by this run, done by an earlier run)."""
     moved = already = 0
     crash = fsutil.CrashAfter()
-    with fsutil.make_progress(progress) as bar:
+    with make_progress(progress) as bar:
         task = bar.add_task(label, total=len(pairs))
         for src, dst in pairs:
             try:
