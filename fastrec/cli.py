@@ -258,7 +258,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             files.append((rec, stats))
             total.add(stats)
             lines += report_lines(rec, first, stats)
-        names = class_names(recs[0])
+        names = class_names(recs)
         lines += total_lines(recs, total, names)
         if a.contact_sheet:
             drawn = contact_sheet(recs, a.contact_sheet, a.sample)

@@ -73,4 +73,4 @@ def test_max_skipped_share_and_strict(tree):
     assert _pack(tree, "--max-skipped", f"{share + 0.005:.4f}").returncode == 0
     assert _pack(tree, "--max-skipped", "100%", "--strict").returncode == 1
     bad = _pack(tree, "--max-skipped", "120%")
-    assert bad.returncode == 2 and "between 0% and 100%" in bad.stderr
+    assert bad.returncode == 2 and "0% to 100%" in bad.stderr

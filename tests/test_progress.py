@@ -43,7 +43,7 @@ def test_pack_bar_fits_80_columns_with_imagenet_numbers():
 
 
 def test_one_bar_for_the_whole_pack_on_stderr(lists):
-    r = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "on")
+    r = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "on", "--max-skipped", "100%")
     assert r.returncode == 0, r.stderr
     bars = [line for line in r.stderr.splitlines() if "img/s" in line]
     total = sum(1 for n in range(CHUNKS) for _ in open(lists / f"data_{n}.lst"))
@@ -54,15 +54,15 @@ def test_one_bar_for_the_whole_pack_on_stderr(lists):
 def test_no_empty_skip_files(lists):
     """Only the chunk holding the broken file has a .skipped.tsv; a re-pack removes a stale one."""
     (lists / "data_2.skipped.tsv").write_text("stale\tdecode-error\told\n")
-    r = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off")
+    r = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off", "--max-skipped", "100%")
     assert r.returncode == 0, r.stderr
     skips = sorted(p.name for p in lists.glob("*.skipped.tsv"))
     assert skips == ["data_0.skipped.tsv"] and (lists / "data_0.skipped.tsv").read_text().count("\n") == 1
 
 
 def test_verbose_adds_debug_lines(lists):
-    quiet = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off")
-    loud = run_cli("-v", "pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off")
+    quiet = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off", "--max-skipped", "100%")
+    loud = run_cli("-v", "pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off", "--max-skipped", "100%")
     assert quiet.returncode == loud.returncode == 0
     assert "skipped" not in quiet.stderr.split("packed")[0]
     assert "zz_broken.jpg" in loud.stderr and "records, 1 skipped in" in loud.stderr, loud.stderr
@@ -70,7 +70,7 @@ def test_verbose_adds_debug_lines(lists):
 
 def test_dask_run_is_quiet(lists):
     """A good `--dask local:2` run prints fastrec's lines only, not the cluster's start and stop."""
-    r = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off",
+    r = run_cli("pack", str(lists / "data"), str(lists / "images"), "--resize", "32", "--progress", "off", "--max-skipped", "100%",
                 "--dask", "local:2", timeout=180)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()

@@ -25,7 +25,7 @@ def packed(tmp_path_factory) -> Path:
                      "--json")
     assert listed.returncode == 0, listed.stderr
     (base / "list.json").write_text(listed.stdout)
-    packed = run_cli("pack", str(base / "data"), str(base / "images"), "--resize", "32", "--progress", "on",
+    packed = run_cli("pack", str(base / "data"), str(base / "images"), "--resize", "32", "--progress", "on", "--max-skipped", "100%",
                      "--json")
     assert packed.returncode == 0, packed.stderr
     (base / "pack.json").write_text(packed.stdout)

@@ -61,15 +61,24 @@ def _order(label):
     return tuple(label) if isinstance(label, tuple) else (label,)
 
 
-def class_names(rec: str) -> dict[str, str]:
-    """Label (as text) -> class folder, from the pack's manifest, else from the synset file of the
-    list prefix the .rec is named after (`data.synset.txt` for `data_3.rec`); {} when neither."""
-    try:
-        manifest = read_manifest(manifest_path(rec))
-    except ValueError:
-        manifest = None
-    if manifest is not None and manifest.classes:
-        return dict(manifest.classes)
+def class_names(recs: list[str]) -> dict[str, str]:
+    """Label (as text) -> class folder over all `recs`: from their manifests (each knows the labels
+    of its own list), completed from the synset file of the list prefix they are named after
+    (`data.synset.txt` for `data_3.rec`); {} when neither exists."""
+    names: dict[str, str] = {}
+    for rec in recs:
+        try:
+            manifest = read_manifest(manifest_path(rec))
+        except ValueError:
+            manifest = None
+        for label, folder in (manifest.classes if manifest is not None else {}).items():
+            names.setdefault(label, folder)
+        for label, folder in _synset_names(rec).items():
+            names.setdefault(label, folder)
+    return dict(sorted(names.items(), key=lambda kv: float(kv[0])))
+
+
+def _synset_names(rec: str) -> dict[str, str]:
     folder, name = os.path.split(os.path.abspath(rec))
     prefixes = [n[:-len(SYNSET_SUFFIX)] for n in os.listdir(folder) if n.endswith(SYNSET_SUFFIX)]
     prefixes = [p for p in prefixes if name.startswith(p)]
