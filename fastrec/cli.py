@@ -53,6 +53,7 @@ def add_pack_flags(p: argparse.ArgumentParser) -> None:
     x.add_argument("--max-scans", type=int, default=None, help="skip progressive JPEGs with more scans (default 100)")
     x.add_argument("--batch-size", type=int, default=64,
                    help="most images handed to a worker at once (fewer for short lists, so all threads work)")
+    x.add_argument("--io-depth", type=int, default=0, help="reads in flight ahead of the decoders (default 0: automatic, grows while they wait)")
     x.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     x.add_argument("--dask", metavar="ADDRESS",

@@ -37,6 +37,8 @@ class PackOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_scans: int = DEFAULT_MAX_SCANS
     batch_size: int = 64
+    io_depth: int = 0             # concurrent reads ahead of the decoders (0: grows while they starve)
+    io_budget: int = 0            # bytes the reads ahead may hold (0: reader.default_budget)
     progress: str = "auto"
     dask: str | None = None       # scheduler address or local[:WORKERS]
     shard_size: int = 0           # with dask: items per task (0: one task per .lst)
@@ -56,6 +58,8 @@ class PackOptions:
             raise PackError(f"--resize must be 0 (keep) or a positive size, got {self.resize}")
         if self.num_thread < 1 or self.batch_size < 1:
             raise PackError("--num-thread and --batch-size must be at least 1")
+        if self.io_depth < 0 or self.io_budget < 0:
+            raise PackError(f"--io-depth must be 0 (automatic) or a positive count, got {self.io_depth}")
 
     def worker(self) -> Worker:
         return Worker(resize=self.resize, center_crop=self.center_crop, color=self.color,

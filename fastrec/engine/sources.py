@@ -79,6 +79,15 @@ class TarIndex:
             raise OSError(f"{self.archives[m.archive]} is shorter than its index says (at {m.offset})")
         return data
 
+    def locate(self, path: str) -> tuple[int, int, int] | None:
+        """(archive, offset, size) of the image at relative `path`, or None."""
+        return self.members.get(path)
+
+    def position(self, path: str) -> tuple[int, int]:
+        """Where `path` lies, to read members in disk order ((-1, 0) if absent)."""
+        m = self.members.get(path)
+        return (m.archive, m.offset) if m is not None else (-1, 0)
+
     def subset(self, paths: Iterable[str]) -> "TarIndex":
         """An index of just `paths` (what one shard of a cluster run needs)."""
         return TarIndex(self.archives, {p: self.members[p] for p in paths if p in self.members})
