@@ -96,7 +96,7 @@ def _thread_worker(opts: PackOptions) -> Worker:
 def feed_for(root: str, opts: PackOptions, source=None) -> Feed:
     """The readers that bring a job's image bytes to the decoders."""
     return Feed(root, source, max_bytes=opts.max_bytes, budget=opts.io_budget or default_budget(opts.num_thread),
-                depth=opts.io_depth, start_depth=opts.num_thread)
+                depth=opts.io_depth, start_depth=4 * opts.num_thread)
 
 
 def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=None,
