@@ -41,6 +41,8 @@ ENVIRONMENT_ERRNOS = frozenset(getattr(errno, name) for name in (
 CONTINUE = "fix the cause, then rerun the same `fastrec pack` command with --resume to continue"
 DEFAULT_MAX_DEPTH = 64
 RESERVED_FDS = 32          # left for outputs, logging, Pillow, the interpreter
+# The system calls, as names a test can replace to inject latency or faults.
+open_file, read_file, read_at = os.open, os.read, os.pread
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)   # a FIFO must not block
 
 
@@ -88,7 +90,7 @@ class ArchiveFiles:
                 if len(self._open) < self.capacity or self._evict():
                     break
                 self._lock.wait()    # every descriptor is in use by another reader
-            fd = os.open(self.paths[archive], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = open_file(self.paths[archive], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             if hasattr(os, "posix_fadvise"):   # members are read in index order: let the kernel read ahead
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             self._open[archive] = [fd, 1]
@@ -257,7 +259,7 @@ class Feed:
             return self._read_member(seq, batch, path)
         full = os.path.join(self.root, path)   # an absolute path in the list overrides the root (im2rec)
         try:
-            fd = os.open(full, _OPEN_FLAGS)
+            fd = open_file(full, _OPEN_FLAGS)
         except OSError as err:
             self._take(seq, batch, 0)
             return self._skip_or_raise(err, full)
@@ -274,7 +276,7 @@ class Feed:
             self._take(seq, batch, st.st_size)
             chunks, got = [], 0
             while got < st.st_size:
-                chunk = os.read(fd, st.st_size - got)
+                chunk = read_file(fd, st.st_size - got)
                 if not chunk:
                     break      # the file shrank while we read it: pack what is there
                 chunks.append(chunk)
@@ -316,7 +318,7 @@ class Feed:
         except OSError as err:
             raise environment_fault(err, name) from err
         try:
-            data = os.pread(fd, size, offset)
+            data = read_at(fd, size, offset)
         except OSError as err:
             raise environment_fault(err, f"{name} at {offset}") from err
         finally:
