@@ -38,6 +38,7 @@ class ListFile:
     def __init__(self, path: str):
         self.path = path
         self._len: int | None = None
+        self._cursor: tuple[int, Iterator[ListItem]] | None = None   # (next index, its iterator)
 
     def __iter__(self) -> Iterator[ListItem]:
         return read_list(self.path, warn=False)
@@ -48,9 +49,14 @@ class ListFile:
         return self._len
 
     def __getitem__(self, cut: slice) -> list[ListItem]:
-        if not isinstance(cut, slice):
-            raise TypeError("a ListFile is read in runs: take a slice")
-        return list(itertools.islice(self, cut.start, cut.stop, cut.step))
+        if not isinstance(cut, slice) or cut.step not in (None, 1) or (cut.start or 0) < 0 or \
+                (cut.stop is not None and cut.stop < 0):
+            raise TypeError("a ListFile is read in runs: take a slice [start:stop] of non-negative ends")
+        start = cut.start or 0
+        at, it = self._cursor if self._cursor and self._cursor[0] <= start else (0, iter(self))
+        run = list(itertools.islice(it, start - at, None if cut.stop is None else max(cut.stop - at, start - at)))
+        self._cursor = (start + len(run), it)    # consecutive runs (cluster shards) read the file once
+        return run
 
 
 @dataclass

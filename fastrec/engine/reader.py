@@ -17,6 +17,11 @@ Bounds:
   archives are opened once each and shared by every thread through pread, in an LRU sized from
   RLIMIT_NOFILE.
 
+From archives, a batch's members are read in the order they lie on disk, the kernel is told the
+access is sequential (POSIX_FADV_SEQUENTIAL: larger read-ahead) and, when the batch's first read
+starts, is asked for all of the batch's byte ranges at once (POSIX_FADV_WILLNEED), so on cold
+storage they are fetched in parallel, merged where they are near each other.
+
 Faults: a fault of one file (missing, unreadable, a folder, a FIFO, too large) is that item's
 skip; a fault of the machine (descriptors, memory, I/O errors, a vanished mount, an archive
 shorter than its index) stops the pack with EnvironmentFault (exit 75) and the way to continue.
@@ -104,6 +109,21 @@ class ArchiveFiles:
                 return True
         return False
 
+    def advise(self, archive: int, start: int, length: int) -> None:
+        """Ask the kernel to start reading a range now (on cold storage the reads then overlap)."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        try:
+            fd = self.acquire(archive)
+        except OSError:
+            return     # a hint only: the read itself reports the fault
+        try:
+            os.posix_fadvise(fd, start, length, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            self.release(archive)
+
     def release(self, archive: int) -> None:
         with self._lock:
             self._open[archive][1] -= 1
@@ -116,6 +136,17 @@ class ArchiveFiles:
             self._open.clear()
 
 
+def _spans(places: list[tuple[int, int, int]], gap: int = 1 << 16) -> list[tuple[int, int, int]]:
+    """Sorted (archive, offset, size) -> (archive, start, length) ranges, near neighbours merged."""
+    spans: list[list[int]] = []
+    for archive, offset, size in places:
+        if spans and spans[-1][0] == archive and offset - (spans[-1][1] + spans[-1][2]) <= gap:
+            spans[-1][2] = max(spans[-1][2], offset + size - spans[-1][1])
+        else:
+            spans.append([archive, offset, size])
+    return [(a, s, n) for a, s, n in spans]
+
+
 class Batch:
     """The reads of one batch: per item its bytes, or the Outcome that skips it."""
 
@@ -126,6 +157,7 @@ class Batch:
         self.held = 0          # budget bytes this batch holds
         self.fault: BaseException | None = None
         self.done = threading.Event()
+        self.hints: list[tuple[int, int, int]] = []   # (archive, start, length) to read ahead
         if n == 0:
             self.done.set()
 
@@ -170,7 +202,9 @@ class Feed:
         batch = Batch(self, len(paths))
         order = range(len(paths))
         if self.source is not None:     # archive members in the order they lie on disk
-            order = sorted(order, key=lambda i: self.source.position(paths[i]))
+            places = [self.source.locate(p) for p in paths]
+            order = sorted(order, key=lambda i: places[i][:2] if places[i] else (-1, 0))
+            batch.hints = _spans([places[i] for i in order if places[i]])
         with self._cv:
             for i in order:
                 self._queue.append((self._next_seq, batch, i, paths[i]))
@@ -223,6 +257,9 @@ class Feed:
                 if self._closed:
                     return
                 seq, batch, i, path = self._queue.popleft()
+                hints, batch.hints = batch.hints, []
+            for archive, start, length in hints:    # the batch's first reader asks for all of it
+                self.archives.advise(archive, start, length)
             try:
                 result = self._read(seq, batch, path)
             except BaseException as err:     # a fault of the machine: the batch carries it
