@@ -187,7 +187,10 @@ class Feed:
         self.pinned = bool(depth)
         self.archives = ArchiveFiles(source.archives, fds) if source is not None else None
         self.root_dev = os.stat(root).st_dev if root and source is None else None
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)    # readers waiting for items
+        self._waiting: dict[int, threading.Condition] = {}   # seq -> a reader waiting for its turn or budget
+        self._idle = 0         # readers waiting for items
         self._queue: collections.deque[tuple[int, Batch, int, str]] = collections.deque()
         self._next_seq = 0     # sequence number of the next item submitted
         self._turn = 0         # the item whose turn it is to take budget
@@ -205,33 +208,38 @@ class Feed:
             places = [self.source.locate(p) for p in paths]
             order = sorted(order, key=lambda i: places[i][:2] if places[i] else (-1, 0))
             batch.hints = _spans([places[i] for i in order if places[i]])
-        with self._cv:
+        with self._lock:
             for i in order:
                 self._queue.append((self._next_seq, batch, i, paths[i]))
                 self._next_seq += 1
-            self._cv.notify_all()
+            self._work.notify(len(paths))
         return batch
 
     def starving(self) -> None:
+        """A decoder waits for its batch: if every reader is busy while items wait, add readers."""
         if not self.pinned:
-            with self._cv:
+            with self._lock:
+                if not self._queue or self._idle:
+                    return
                 want = min(self.max_depth, 2 * len(self._threads))
             self._grow(want)
 
     def give_back(self, batch: Batch) -> None:
-        with self._cv:
+        with self._lock:
             self.held -= batch.held
             batch.held = 0
-            self._cv.notify_all()
+            self._wake_turn()
 
     def close(self) -> None:
-        with self._cv:
+        with self._lock:
             self._closed = True
             for _, batch, _, _ in self._queue:    # never read: a decoder waiting for them must not hang
                 batch.fault = batch.fault or EnvironmentFault("the pack stopped before these images were read")
                 batch.done.set()
             self._queue.clear()
-            self._cv.notify_all()
+            self._work.notify_all()
+            for waiter in self._waiting.values():
+                waiter.notify_all()
         for t in self._threads:
             t.join()
         if self.archives is not None:
@@ -243,7 +251,7 @@ class Feed:
 
     # ------------------------------------------------------------ the readers' side
     def _grow(self, want: int) -> None:
-        with self._cv:
+        with self._lock:
             while len(self._threads) < want and not self._closed:
                 t = threading.Thread(target=self._run, name=f"fastrec-read-{len(self._threads)}", daemon=True)
                 self._threads.append(t)
@@ -251,9 +259,11 @@ class Feed:
 
     def _run(self) -> None:
         while True:
-            with self._cv:
+            with self._lock:
                 while not self._queue and not self._closed:
-                    self._cv.wait()
+                    self._idle += 1
+                    self._work.wait()
+                    self._idle -= 1
                 if self._closed:
                     return
                 seq, batch, i, path = self._queue.popleft()
@@ -265,26 +275,37 @@ class Feed:
             except BaseException as err:     # a fault of the machine: the batch carries it
                 self._take(seq, batch, 0)
                 result, batch.fault = None, err
-            with self._cv:
+            with self._lock:
                 batch.slots[i] = result
                 batch.missing -= 1
                 if batch.missing == 0:
                     batch.done.set()
 
     def _take(self, seq: int, batch: Batch, size: int) -> None:
-        """Take `size` bytes of the budget, in list order (every item takes its turn, even 0 bytes)."""
-        with self._cv:
+        """Take `size` bytes of the budget, in list order (every item takes its turn, even 0 bytes).
+
+        Each waiting reader sleeps on its own condition, woken only when it may be its turn."""
+        with self._lock:
             if seq < self._turn:
                 return       # this item already took its turn
             while not self._closed and (
                     self._turn != seq or
                     (self.held + size > self.budget and self.held != batch.held)):
-                self._cv.wait()
+                if seq not in self._waiting:
+                    self._waiting[seq] = threading.Condition(self._lock)
+                self._waiting[seq].wait()
+            self._waiting.pop(seq, None)
             self._turn = max(self._turn, seq + 1)
             self.held += size
             batch.held += size
             self.peak = max(self.peak, self.held)
-            self._cv.notify_all()
+            self._wake_turn()
+
+    def _wake_turn(self) -> None:
+        """Wake the reader whose turn it is, if it waits (the lock is held)."""
+        waiter = self._waiting.get(self._turn)
+        if waiter is not None:
+            waiter.notify()
 
     def _too_large(self, size: int) -> Outcome | None:
         if size > self.max_bytes:
