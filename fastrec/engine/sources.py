@@ -133,9 +133,11 @@ class TarIndex:
     # ------------------------------------------------------------ looking up
     def locate(self, path: str) -> tuple[int, int, int] | None:
         """(archive, offset, size) of the image at relative `path`, or None."""
+        import numpy as np
+
         c = self.freeze()._cols
         hi, lo = _key(path)
-        i = int(c["hi"].searchsorted(hi))
+        i = int(c["hi"].searchsorted(np.uint64(hi)))   # a Python int below 2^63 would cast the column to float
         while i < len(c["hi"]) and int(c["hi"][i]) == hi:
             if int(c["lo"][i]) == lo:
                 return int(c["archive"][i]), int(c["offset"][i]), int(c["size"][i])
