@@ -306,3 +306,35 @@ def test_index_cache_keyed_by_exts_and_memory_mapped(archive, tmp_path):
     assert load_index(cache, [str(archive)], any_exts=True) is not None
     assert "cls/img0.JPEG" in jpegs.members and "cls/nope.JPEG" not in jpegs.members
     assert jpegs.read("cls/img3.JPEG") == tarfile.open(archive).extractfile("cls/img3.JPEG").read()
+
+
+def test_pack_walks_the_list_a_window_ahead(tmp_path, monkeypatch):
+    """The writer's first batch is written while at most the in-flight window of items was read."""
+    from fastrec.engine import local
+    from fastrec.formats.lists import ListItem
+
+    class Counted:
+        def __init__(self, n):
+            self.n, self.yielded = n, 0
+
+        def __len__(self):
+            return self.n
+
+        def __iter__(self):
+            for i in range(self.n):
+                self.yielded += 1
+                yield ListItem(i, f"missing{i}.jpg", (0.0,))
+
+    items = Counted(2000)
+    seen = []
+    real_append = local._Outputs.append
+
+    def append(self, batch, outcomes):
+        seen.append(items.yielded)
+        return real_append(self, batch, outcomes)
+
+    monkeypatch.setattr(local._Outputs, "append", append)
+    job = Job(items, str(tmp_path), str(tmp_path / "d.rec"), str(tmp_path / "d.idx"), str(tmp_path / "d.skipped.tsv"))
+    summary = pack_jobs([job], PackOptions(num_thread=1, batch_size=8, progress="off"))
+    assert summary.skipped == 2000 and len(seen) == 250
+    assert seen[0] <= 3 * 8 and max(b - a for a, b in zip(seen, seen[1:])) <= 8
