@@ -88,6 +88,7 @@ bench: install
 	$(PIP) install -q --no-build-isolation -e ".[test,bench]"
 	$(PY) bench/pack_vs_im2rec.py
 	$(PY) bench/tar_vs_extract.py
+	$(PY) bench/slow_storage.py
 	$(PY) -m pytest -q bench/test_peers.py --benchmark-json bench/results/peers.json
 	$(PY) bench/ratios.py bench/results/peers.json
 

@@ -29,7 +29,7 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
     source = None
     if archives:
         from fastrec.engine.sources import cache_path, index_for
-        source = index_for(archives, cache_path(prefix))
+        source = index_for(archives, cache_path(prefix), exts=None)   # the list names what it needs
         root = ""
     else:
         if not root:

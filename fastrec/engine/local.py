@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from typing import Iterable, Iterator, Sequence
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
 from fastrec._version import __version__
 from fastrec.engine.options import PackError, PackOptions
+from fastrec.engine.reader import Batch, Feed, default_budget
 from fastrec.engine.outcome import Outcome, Summary
 from fastrec.errors import EnvironmentFault, UsageError
 from fastrec.formats.lists import ListItem, find_lists, read_list
@@ -35,26 +37,53 @@ from fastrec.progress import PackProgress
 log = logging.getLogger(__name__)
 
 UINT64_MAX = (1 << 64) - 1
-READ_ERROR = STATUS_NAMES.index("read-error")
+
+
+class ListFile:
+    """The items of a .lst, read from the file each time they are walked (never all in memory):
+    iterate, len() (counted once), and slices (what a cluster shard takes)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._len: int | None = None
+        self._cursor: tuple[int, Iterator[ListItem]] | None = None   # (next index, its iterator)
+
+    def __iter__(self) -> Iterator[ListItem]:
+        return read_list(self.path, warn=False)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for _ in self)
+        return self._len
+
+    def __getitem__(self, cut: slice) -> list[ListItem]:
+        if not isinstance(cut, slice) or cut.step not in (None, 1) or (cut.start or 0) < 0 or \
+                (cut.stop is not None and cut.stop < 0):
+            raise TypeError("a ListFile is read in runs: take a slice [start:stop] of non-negative ends")
+        start = cut.start or 0
+        at, it = self._cursor if self._cursor and self._cursor[0] <= start else (0, iter(self))
+        run = list(itertools.islice(it, start - at, None if cut.stop is None else max(cut.stop - at, start - at)))
+        self._cursor = (start + len(run), it)    # consecutive runs (cluster shards) read the file once
+        return run
 
 
 @dataclass
 class Job:
     """One .lst to pack: the list items and where the outputs go."""
 
-    items: list[ListItem]
+    items: Sequence[ListItem] | ListFile
     root: str
     rec: str
     idx: str
     skipped: str
-    source: object = None   # a tarsource.TarIndex to read images from instead of files under root
+    source: object = None   # a sources.TarIndex to read images from instead of files under root
     lst: str = ""           # the .lst packed; "" for a Dask shard (no manifest of its own)
 
     @classmethod
     def for_list(cls, lst: str, root: str) -> "Job":
         """The outputs go beside the list, named after it (as im2rec names them)."""
         base = os.path.splitext(lst)[0]
-        return cls(list(read_list(lst)), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
+        return cls(ListFile(lst), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
                    lst=os.path.abspath(lst))
 
     @property
@@ -73,10 +102,6 @@ def _head(item: ListItem, pack_label: bool) -> tuple[int, object] | str:
     return item.id, labels[0]
 
 
-def _full_path(root: str, path: str) -> str:
-    return os.path.join(root, path)  # an absolute path in the list overrides the root, as in im2rec
-
-
 _local = threading.local()
 
 
@@ -88,46 +113,47 @@ def _thread_worker(opts: PackOptions) -> Worker:
     return w
 
 
-def _read_member(source, path: str) -> bytes | Outcome:
-    """An archive member's bytes; each thread keeps its archive descriptors open per source."""
-    fds = getattr(_local, "fds", None)
-    if fds is None or getattr(_local, "fds_source", None) is not source:
-        for fd in (fds or {}).values():
-            os.close(fd)
-        fds = _local.fds = {}
-        _local.fds_source = source
-    try:
-        return source.read(path, fds)
-    except OSError as err:
-        return Outcome(None, STATUS_NAMES[READ_ERROR], str(err))
+def feed_for(root: str, opts: PackOptions, source=None) -> Feed:
+    """The readers that bring a job's image bytes to the decoders."""
+    return Feed(root, source, max_bytes=opts.max_bytes, budget=opts.io_budget or default_budget(opts.num_thread),
+                depth=opts.io_depth, start_depth=4 * opts.num_thread)
 
 
-def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=None) -> list[Outcome]:
+def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=None,
+               reads: Batch | None = None) -> list[Outcome]:
     """Turn list items into outcomes, in order (runs in a worker thread; the C part drops the GIL).
 
-    Images are files under `root`, or, given a tar `source`, byte ranges of its archives."""
+    Images are files under `root`, or, given a tar `source`, byte ranges of its archives; `reads`
+    is their bytes as a Feed reads them ahead (without it, the batch is read here)."""
+    own = None
+    if reads is None:
+        own = feed_for(root, opts, source)
+        reads = own.submit([item.path for item in items])
+    try:
+        return _pack_read(items, opts, reads.wait())
+    finally:
+        reads.release()
+        if own is not None:
+            own.close()
+
+
+def _pack_read(items: Sequence[ListItem], opts: PackOptions, reads: list) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(items)
-    ids, labels, paths, datas, where = [], [], [], [], []
+    ids, labels, datas, where = [], [], [], []
     for i, item in enumerate(items):
         head = _head(item, opts.pack_label)
         if isinstance(head, str):
             outcomes[i] = Outcome(None, "bad-header", head)
             continue
-        if source is not None:
-            data = _read_member(source, item.path)
-            if isinstance(data, Outcome):
-                outcomes[i] = data
-                continue
-            datas.append(data)
+        if isinstance(reads[i], Outcome):
+            outcomes[i] = reads[i]
+            continue
         ids.append(head[0])
         labels.append(head[1])
-        paths.append(os.fsencode(_full_path(root, item.path)))
+        datas.append(reads[i])
         where.append(i)
     worker = _thread_worker(opts)
-    if source is not None:
-        blob, results = worker.pack_bytes(ids, labels, datas)
-    else:
-        blob, results = worker.pack_files(ids, labels, paths)
+    blob, results = worker.pack_bytes(ids, labels, datas)
     start = 0
     for j, (status, end, message, _, _, out_w, out_h, _, in_bytes) in enumerate(results):
         i = where[j]
@@ -136,8 +162,7 @@ def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=N
             start = end
         elif status == NEEDS_FALLBACK:
             from fastrec.engine import fallback   # Pillow and numpy load only when a file needs them
-            data = datas[j] if source is not None else None
-            outcomes[i] = fallback.pack(worker, paths[j], ids[j], labels[j], opts, data)
+            outcomes[i] = fallback.pack(worker, os.fsencode(items[i].path), ids[j], labels[j], opts, datas[j])
         else:
             outcomes[i] = Outcome(None, STATUS_NAMES[status], message, in_bytes)
     if opts.encoding == ".png" and not opts.pass_through:
@@ -371,13 +396,17 @@ class _Outputs:
                     pass
 
 
-def _batches(items: Sequence[ListItem], size: int) -> Iterator[Sequence[ListItem]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _batches(items: Iterable[ListItem], size: int) -> Iterator[list[ListItem]]:
+    it = iter(items)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
 
 
 def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: PackProgress) -> Summary:
-    """Pack one list into its .rec/.idx/.skipped.tsv (resuming if asked) and its manifest."""
+    """Pack one list into its .rec/.idx/.skipped.tsv (resuming if asked) and its manifest.
+
+    The list is walked, not loaded: at most 2 x num_thread batches are in flight, their bytes read
+    ahead by a Feed within its byte budget, so memory stays flat whatever the list's length."""
     summary = Summary(lists=[job.rec])
     manifest = start_manifest(job, opts) if job.lst else None
     point = None
@@ -385,26 +414,30 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
         if manifest is not None:
             check_resumable(job, manifest)     # before anything is cut: a refusal leaves the files as they are
         point = resume_point(job)
-    todo = job.items[point.items_done:] if point else job.items
+    done = point.items_done if point else 0
+    total = manifest.expected if manifest is not None else len(job.items)
+    todo = itertools.islice(job.items, done, None)
     if point:
         summary.resumed_from = point.items_done
     out = _Outputs(job, point)
     if manifest is not None:   # after the outputs are opened: a stale manifest never vouches for new bytes
         _write_manifest(job, manifest, out)
     started = time.perf_counter()
-    progress.done_before(point.items_done if point else 0)
+    progress.done_before(done)
     inflight: collections.deque[tuple[Sequence[ListItem], Future]] = collections.deque()
     # Short lists (or lists of big photos) still need every thread busy: at least 4 batches each.
-    batch_size = max(1, min(opts.batch_size, -(-len(todo) // (4 * opts.num_thread))))
+    batch_size = max(1, min(opts.batch_size, -(-(total - done) // (4 * opts.num_thread))))
     batches = _batches(todo, batch_size)
     crash = CrashAfter()
+    feed = feed_for(job.root, opts, job.source)
     try:
         while True:
             while len(inflight) < 2 * opts.num_thread:     # bounded: memory stays flat
                 batch = next(batches, None)
                 if batch is None:
                     break
-                inflight.append((batch, pool.submit(pack_batch, batch, job.root, opts, job.source)))
+                reads = feed.submit([item.path for item in batch])
+                inflight.append((batch, pool.submit(pack_batch, batch, job.root, opts, job.source, reads)))
             if not inflight:
                 break
             batch, fut = inflight.popleft()
@@ -424,8 +457,10 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
     except BaseException:
         for _, fut in inflight:
             fut.cancel()
+        feed.close()           # wakes any decoder still waiting for reads
         out.close(sync=False)
         raise
+    feed.close()
     out.close()
     if manifest is not None:
         _write_manifest(job, finish_manifest(job, manifest))

@@ -49,6 +49,8 @@ class PackOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_scans: int = DEFAULT_MAX_SCANS
     batch_size: int = 64
+    io_depth: int = 0             # concurrent reads ahead of the decoders (0: grows while they starve)
+    io_budget: int = 0            # bytes the reads ahead may hold (0: reader.default_budget)
     progress: str = "auto"
     dask: str | None = None       # scheduler address or local[:WORKERS]
     shard_size: int = 0           # with dask: items per task (0: one task per .lst)
@@ -86,6 +88,8 @@ class PackOptions:
     def settings(self) -> dict:
         """The byte-changing settings (BYTE_SETTINGS) by name, as the manifest records them."""
         return {name: getattr(self, name) for name in BYTE_SETTINGS}
+        if self.io_depth < 0 or self.io_budget < 0:
+            raise PackError(f"--io-depth must be 0 (automatic) or a positive count, got {self.io_depth}")
 
     def worker(self) -> Worker:
         return Worker(resize=self.resize, center_crop=self.center_crop, color=self.color,
@@ -200,6 +204,7 @@ PACK_FLAGS: tuple[Flag, ...] = (
     Flag("max_scans", Whole(1, 100_000), "skip progressive JPEGs with more scans than this"),
     Flag("batch_size", Whole(1, 1 << 16),
          "most images handed to a worker at once (fewer for short lists, so all threads work)"),
+    Flag("io_depth", Whole(0, 4096), "reads in flight ahead of the decoders (0: automatic, grows while they wait)"),
     Flag("progress", OneOf({k: k for k in ("auto", "on", "off")}), "progress bar (auto: only on a terminal)"),
     Flag("dask", dask_address, "run on a Dask cluster: a scheduler HOST:PORT, or local[:WORKERS] for a local one"),
     Flag("shard_size", Whole(0, INT64_MAX), "with --dask: images per task (0: one task per .lst)"),

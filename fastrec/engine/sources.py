@@ -13,12 +13,15 @@ sizes and modification times.
 """
 from __future__ import annotations
 
+import array
+import hashlib
+import json
 import logging
 import os
 import posixpath
 import tarfile
-from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple, Sequence
+from collections.abc import Mapping
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from fastrec.formats.lists import DEFAULT_EXTS, prefix_folder
 from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember, TarError, check_class, check_end, hard_link_rel,
@@ -26,7 +29,7 @@ from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember, TarError, che
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "fastrec.tarindex.tsv"   # cached in the folder of the lists
+INDEX_NAME = "fastrec.tarindex"   # cached in the folder of the lists
 TAR_SUFFIX = ".tar"
 
 
@@ -59,39 +62,159 @@ class _Window:
         return data
 
 
-@dataclass
+def _key(path: str) -> tuple[int, int]:
+    """A 128-bit digest of a path, as two uint64 (no two of 14 M paths collide: p < 1e-24)."""
+    d = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+    return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")
+
+
 class TarIndex:
-    """Where each image of a set of archives lies: relative path -> Member."""
+    """Where each image of a set of archives lies: relative path -> (archive, offset, size).
 
-    archives: list[str] = field(default_factory=list)
-    members: dict[str, Member] = field(default_factory=dict)
-    rejected: list[tuple[str, str]] = field(default_factory=list)   # (member, reason)
+    Held compactly: while building, rows are appended to flat arrays (`add`); then `freeze`
+    sorts them by a 128-bit digest of the path, so a lookup is a binary search over numpy arrays
+    (36 bytes a member, plus the paths only when the index is walked to make lists). Loaded from
+    its cache, the arrays are memory-mapped: pages are read as lookups touch them.
+    """
 
-    def read(self, path: str, fds: dict[int, int] | None = None) -> bytes:
-        """The bytes of the image at relative `path` (one positioned read)."""
-        m = self.members.get(path)
-        if m is None:
+    COLUMNS = (("hi", "<u8"), ("lo", "<u8"), ("archive", "<u4"), ("offset", "<u8"), ("size", "<u8"),
+               ("row", "<u8"), ("starts", "<u8"), ("paths", "u1"))
+
+    def __init__(self, archives: Sequence[str] = (), rejected: list | None = None):
+        self.archives = list(archives)
+        self.rejected: list[tuple[str, str]] = rejected if rejected is not None else []  # (member, reason)
+        self._blob, self._starts = bytearray(), array.array("Q", [0])
+        self._arch, self._off, self._size = array.array("I"), array.array("Q"), array.array("Q")
+        self._cols: dict | None = None
+
+    # ------------------------------------------------------------ building
+    def add(self, rel: str, archive: int, offset: int, size: int) -> None:
+        """One accepted member (a later one with the same path replaces it, as in extraction)."""
+        if self._cols is not None:
+            raise RuntimeError("a frozen TarIndex takes no more members")
+        self._blob += rel.encode("utf-8", "surrogateescape")
+        self._starts.append(len(self._blob))
+        self._arch.append(archive)
+        self._off.append(offset)
+        self._size.append(size)
+
+    def extend(self, other: "TarIndex") -> None:
+        for rel, m in other._rows():
+            self.add(rel, m.archive, m.offset, m.size)
+
+    def _rows(self) -> Iterator[tuple[str, Member]]:
+        for r in range(len(self._arch)):
+            rel = bytes(self._blob[self._starts[r]:self._starts[r + 1]]).decode("utf-8", "surrogateescape")
+            yield rel, Member(self._arch[r], self._off[r], self._size[r])
+
+    def freeze(self) -> "TarIndex":
+        """Sort the rows by path digest (the last of equal paths wins) for lookups."""
+        if self._cols is not None:
+            return self
+        import numpy as np
+
+        n = len(self._arch)
+        starts = np.frombuffer(self._starts, dtype=np.uint64) if n else np.zeros(1, np.uint64)
+        blob = np.frombuffer(bytes(self._blob), dtype=np.uint8)
+        keys = np.array([_key(rel) for rel, _ in self._rows()], dtype=np.uint64).reshape(n, 2)
+        rows = np.arange(n, dtype=np.uint64)
+        order = np.lexsort((rows, keys[:, 1], keys[:, 0]))      # by digest, then row
+        hi, lo = keys[order, 0], keys[order, 1]
+        last = np.ones(n, dtype=bool)                            # keep the last row of equal digests
+        last[:-1] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+        order = order[last]
+        self._cols = {"hi": hi[last], "lo": lo[last],
+                      "archive": np.frombuffer(self._arch, dtype=np.uint32)[order] if n else np.zeros(0, np.uint32),
+                      "offset": np.frombuffer(self._off, dtype=np.uint64)[order] if n else np.zeros(0, np.uint64),
+                      "size": np.frombuffer(self._size, dtype=np.uint64)[order] if n else np.zeros(0, np.uint64),
+                      "row": rows[order], "starts": starts.copy(), "paths": blob}
+        self._blob, self._starts = bytearray(), array.array("Q", [0])
+        self._arch, self._off, self._size = array.array("I"), array.array("Q"), array.array("Q")
+        return self
+
+    # ------------------------------------------------------------ looking up
+    def locate(self, path: str) -> tuple[int, int, int] | None:
+        """(archive, offset, size) of the image at relative `path`, or None."""
+        import numpy as np
+
+        c = self.freeze()._cols
+        hi, lo = _key(path)
+        i = int(c["hi"].searchsorted(np.uint64(hi)))   # a Python int below 2^63 would cast the column to float
+        while i < len(c["hi"]) and int(c["hi"][i]) == hi:
+            if int(c["lo"][i]) == lo:
+                return int(c["archive"][i]), int(c["offset"][i]), int(c["size"][i])
+            i += 1
+        return None
+
+    def position(self, path: str) -> tuple[int, int]:
+        """Where `path` lies, to read members in disk order ((-1, 0) if absent)."""
+        place = self.locate(path)
+        return (place[0], place[1]) if place else (-1, 0)
+
+    def paths(self) -> Iterator[str]:
+        """The indexed paths, in the order they were found."""
+        c = self.freeze()._cols
+        starts, blob = c["starts"], c["paths"]
+        for r in sorted(c["row"].tolist()):
+            yield bytes(blob[int(starts[r]):int(starts[r + 1])]).decode("utf-8", "surrogateescape")
+
+    def __len__(self) -> int:
+        return len(self.freeze()._cols["hi"])
+
+    @property
+    def members(self) -> "_Members":
+        return _Members(self)
+
+    def read(self, path: str) -> bytes:
+        """The bytes of the image at relative `path` (one positioned read; the pack uses reader.Feed)."""
+        place = self.locate(path)
+        if place is None:
             raise FileNotFoundError(f"{path} is not in the archives")
-        fds = fds if fds is not None else {}
-        fd = fds.get(m.archive)
-        if fd is None:
-            fd = fds[m.archive] = os.open(self.archives[m.archive], os.O_RDONLY)
-        data = os.pread(fd, m.size, m.offset)
-        if len(data) != m.size:
-            raise OSError(f"{self.archives[m.archive]} is shorter than its index says (at {m.offset})")
+        archive, offset, size = place
+        with open(self.archives[archive], "rb") as f:
+            data = os.pread(f.fileno(), size, offset)
+        if len(data) != size:
+            raise OSError(f"{self.archives[archive]} is shorter than its index says (at {offset})")
         return data
 
     def subset(self, paths: Iterable[str]) -> "TarIndex":
         """An index of just `paths` (what one shard of a cluster run needs)."""
-        return TarIndex(self.archives, {p: self.members[p] for p in paths if p in self.members})
+        part = TarIndex(self.archives)
+        for p in paths:
+            place = self.locate(p)
+            if place is not None:
+                part.add(p, *place)
+        return part.freeze()
+
+
+class _Members(Mapping):
+    """A read-only path -> Member view of a TarIndex."""
+
+    def __init__(self, index: TarIndex):
+        self.index = index
+
+    def __getitem__(self, path: str) -> Member:
+        place = self.index.locate(path)
+        if place is None:
+            raise KeyError(path)
+        return Member(*place)
+
+    def __contains__(self, path) -> bool:
+        return isinstance(path, str) and self.index.locate(path) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return self.index.paths()
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 def _add_member(index: TarIndex, archive: int, rel: str, offset: int, size: int, exts: Sequence[str]) -> None:
     """The seam to the index's storage: one call per image the extracted tree would hold."""
-    if os.path.splitext(rel)[1].lower() not in exts:
+    if exts is not None and os.path.splitext(rel)[1].lower() not in exts:
         index.rejected.append((rel, "not an image (extension)"))
     else:
-        index.members[rel] = Member(archive, offset, size)
+        index.add(rel, archive, offset, size)
 
 
 class _Class:
@@ -197,7 +320,7 @@ def _index_inner(b: _Builder, archive: int, f, cls: str, start: int, size: int, 
     classes[cls].finish(b.index, b.exts)
 
 
-def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> TarIndex:
+def build_index(archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EXTS) -> TarIndex:
     """Scan the archives' headers once, front to back (data is seeked over, not read)."""
     index = TarIndex(resolve_archives(archives))
     b = _Builder(index, exts)
@@ -239,48 +362,88 @@ def build_index(archives: Sequence[str], exts: Sequence[str] = DEFAULT_EXTS) -> 
                 c.finish(index, exts)
     for rel, reason in index.rejected:
         log.warning("not packed: %s: %s", rel, reason)
-    return index
+    return index.freeze()
 
 
 # ---------------------------------------------------------------- the cache
-def _stamp(path: str) -> str:
-    st = os.stat(path)
-    return f"{os.path.abspath(path)}\t{st.st_size}\t{st.st_mtime_ns}"
+# The cache is one file: a JSON header (what the index was made from, and where each column
+# lies), then the columns, page-aligned, so a load memory-maps them instead of reading them.
+CACHE_MAGIC = b"fastrec-tarindex\n"
+RULES_VERSION = 2     # bump when what build_index accepts or how it names members changes
+_ALIGN = 4096
 
 
-def save_index(index: TarIndex, path: str) -> None:
+def _cache_key(archives: Sequence[str], exts: Sequence[str] | None) -> dict:
+    """Everything that changes the index: the rules, the archives as they are now, the extensions."""
+    stamps = []
+    for a in archives:
+        st = os.stat(a)
+        stamps.append([os.path.abspath(a), st.st_size, st.st_mtime_ns])
+    return {"rules": RULES_VERSION, "archives": stamps,
+            "exts": None if exts is None else sorted(e.lower() for e in exts)}
+
+
+def save_index(index: TarIndex, path: str, exts: Sequence[str] | None = DEFAULT_EXTS) -> None:
     from fastrec.fsutil import atomic_write
 
-    lines = [f"#archive\t{_stamp(a)}\n" for a in index.archives]
-    lines += [f"{rel}\t{m.archive}\t{m.offset}\t{m.size}\n" for rel, m in index.members.items()]
-    atomic_write(path, "".join(lines).encode("utf-8", "surrogateescape"))
+    cols = index.freeze()._cols
+    key = _cache_key(index.archives, exts)
+    base = _ALIGN
+    while True:     # the header's page count depends on the offsets it records
+        layout, pos = {}, base
+        for name, _ in TarIndex.COLUMNS:
+            pos = -(-pos // _ALIGN) * _ALIGN
+            layout[name] = [pos, len(cols[name])]
+            pos += cols[name].nbytes
+        head = CACHE_MAGIC + json.dumps({"key": key, "columns": layout, "rejected": index.rejected},
+                                        ensure_ascii=True).encode() + b"\n"
+        if len(head) <= base:
+            break
+        base = -(-len(head) // _ALIGN) * _ALIGN
+    out = bytearray(head)
+    for name, _ in TarIndex.COLUMNS:
+        out += b"\0" * (layout[name][0] - len(out))
+        out += cols[name].tobytes()
+    atomic_write(path, bytes(out))
 
 
-def load_index(path: str, archives: Sequence[str]) -> TarIndex | None:
-    """The cached index, if it was made from exactly these archives as they are now."""
-    if not os.path.exists(path):
+def load_index(path: str, archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EXTS,
+               any_exts: bool = False) -> TarIndex | None:
+    """The cached index, if it was made from exactly these archives as they are now, by these rules,
+    for these extensions (or any, with `any_exts`: a pack only looks up the paths its list names)."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(CACHE_MAGIC)) != CACHE_MAGIC:
+                return None
+            header = json.loads(f.readline())
+    except (OSError, ValueError):
         return None
     files = resolve_archives(archives)
-    index = TarIndex(files)
-    stamps = [_stamp(a) for a in files]
-    seen = []
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.rstrip("\n").split("\t")
-            if fields[0] == "#archive":
-                seen.append("\t".join(fields[1:]))
-            else:
-                index.members[fields[0]] = Member(int(fields[1]), int(fields[2]), int(fields[3]))
-    return index if seen == stamps else None
+    key, want = header.get("key", {}), _cache_key(files, exts)
+    if any_exts:
+        key, want = dict(key, exts=None), dict(want, exts=None)
+    if key != want:
+        return None
+    index = TarIndex(files, [tuple(r) for r in header.get("rejected", [])])
+    cols = {}
+    for name, dtype in TarIndex.COLUMNS:
+        offset, count = header["columns"][name]
+        cols[name] = (np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)) if count
+                      else np.zeros(0, dtype=dtype))
+    index._cols = cols
+    return index
 
 
-def index_for(archives: Sequence[str], cache: str | None, exts: Sequence[str] = DEFAULT_EXTS) -> TarIndex:
-    """Load the cached index or build (and cache) it."""
-    index = load_index(cache, archives) if cache else None
+def index_for(archives: Sequence[str], cache: str | None, exts: Sequence[str] | None = DEFAULT_EXTS) -> TarIndex:
+    """Load the cached index or build (and cache) it. `exts=None`: every member (what a pack
+    needs), and a cached index made for any extensions will do."""
+    index = load_index(cache, archives, exts, any_exts=exts is None) if cache else None
     if index is None:
         index = build_index(archives, exts)
         if cache:
-            save_index(index, cache)
+            save_index(index, cache, exts)
     return index
 
 

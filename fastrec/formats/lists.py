@@ -229,20 +229,21 @@ class ListItem(NamedTuple):
     labels: tuple
 
 
-def read_list(path: str) -> Iterator[ListItem]:
-    """Parse a .lst like im2rec's read_list: bad lines are logged and skipped, not fatal."""
+def read_list(path: str, warn: bool = True) -> Iterator[ListItem]:
+    """Parse a .lst like im2rec's read_list: bad lines are logged (if `warn`) and skipped, not fatal."""
     with open(path, encoding=LST_ENCODING, errors=LST_ERRORS) as f:
         for lineno, line in enumerate(f, 1):
             fields = [x.strip() for x in line.strip().split("\t")]
             if len(fields) < 3:
-                if line.strip():
+                if line.strip() and warn:
                     log.warning("%s:%d: needs at least 3 tab-separated fields, has %d: %r",
                                 path, lineno, len(fields), line)
                 continue
             try:
                 yield ListItem(int(fields[0]), fields[-1], tuple(float(x) for x in fields[1:-1]))
             except ValueError as err:
-                log.warning("%s:%d: cannot parse %r: %s", path, lineno, line, err)
+                if warn:
+                    log.warning("%s:%d: cannot parse %r: %s", path, lineno, line, err)
 
 
 def prefix_folder(prefix: str) -> str:
