@@ -51,6 +51,12 @@ open_file, read_file, read_at = os.open, os.read, os.pread
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)   # a FIFO must not block
 
 
+def _not_regular(mode: int) -> Outcome:
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device")
+    return Outcome(None, "not-a-regular-file", f"is {kind}, not a regular file")
+
+
 def default_budget(num_thread: int) -> int:
     """Read-ahead bytes: 48 MiB plus 8 MiB per decode thread (flat, whatever the dataset)."""
     return (48 << 20) + (8 << 20) * num_thread
@@ -320,13 +326,18 @@ class Feed:
             fd = open_file(full, _OPEN_FLAGS)
         except OSError as err:
             self._take(seq, batch, 0)
+            try:   # a socket cannot be opened at all (ENXIO): say what it is, not that reading failed
+                mode = os.stat(full).st_mode
+            except OSError:
+                mode = stat.S_IFREG
+            if not stat.S_ISREG(mode):
+                return _not_regular(mode)
             return self._skip_or_raise(err, full)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 self._take(seq, batch, 0)
-                what = "is a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-                return Outcome(None, "not-a-regular-file", what)
+                return _not_regular(st.st_mode)
             skip = self._too_large(st.st_size)
             if skip is not None:
                 self._take(seq, batch, 0)
