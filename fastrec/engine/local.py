@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
@@ -27,7 +27,7 @@ from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.reader import Batch, Feed, default_budget
 from fastrec.engine.outcome import Outcome, Summary
 from fastrec.errors import EnvironmentFault, UsageError
-from fastrec.formats.lists import ListItem, find_lists, read_list
+from fastrec.formats.lists import ListItem, read_list
 from fastrec.formats.manifest import (ListDigest, Manifest, label_key, manifest_path, read_manifest,
                                       setting_differences, write_manifest)
 from fastrec.formats.recordio import record_end_in_file
@@ -315,7 +315,7 @@ def check_resumable(job: Job, fresh: Manifest) -> None:
                         f"{_describe_source(fresh.source)})")
     if problems:
         raise UsageError(f"cannot --resume {job.rec}: " + "; ".join(problems) + ". Rerun with what the "
-                         f"interrupted run used, or pack without --resume to start over (the files are untouched)")
+                         "interrupted run used, or pack without --resume to start over (the files are untouched)")
 
 
 # ---------------------------------------------------------------- writing

@@ -250,7 +250,7 @@ def _check_list(report: Report, base: str, record_ids: list[int | None]) -> None
         if tail:
             what += f"; the pack stopped early: continue it with `fastrec pack --resume {base} ROOT`"
         else:
-            what += (f"; first missing: " + ", ".join(f"item {ln} (id {it.id})" for ln, it in missing[:5])
+            what += ("; first missing: " + ", ".join(f"item {ln} (id {it.id})" for ln, it in missing[:5])
                      + "; pack it again (`fastrec pack`)")
         report.fault(None, None, what)
 

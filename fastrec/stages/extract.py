@@ -46,7 +46,7 @@ from fastrec import fsutil
 from fastrec.progress import make_progress
 from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import UsageError
-from fastrec.formats.tar import (TAR_SUFFIXES, EndCheckedTarInfo, RefusedMember as _Refused, TarError,
+from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember as _Refused, TarError,
                                  check_class as _check_class, hard_link_rel, inner_tar_class, place_member,
                                  resolve_archives, tar_stem as _tar_stem)
 
