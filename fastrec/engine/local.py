@@ -294,6 +294,14 @@ def check_resumable(job: Job, fresh: Manifest) -> None:
 
 
 # ---------------------------------------------------------------- writing
+def _refuse_odd_outputs(job: Job) -> None:
+    """An output's name taken by a folder, FIFO, socket or device is refused before anything is
+    read or opened (opening a FIFO blocks forever; a folder fails halfway through a resume)."""
+    for path in (job.rec, job.idx, job.skipped, job.manifest):
+        if os.path.exists(path) and not os.path.isfile(path):   # a dangling link is written through
+            raise PackError(f"{path} is there but is not a regular file; move it away and rerun")
+
+
 class _Outputs:
     """The three output files of a list, appended in the crash-safe order. The .skipped.tsv
     exists only when something was skipped (it is opened at the first skip)."""
@@ -379,6 +387,7 @@ def _batches(items: Sequence[ListItem], size: int) -> Iterator[Sequence[ListItem
 def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: PackProgress) -> Summary:
     """Pack one list into its .rec/.idx/.skipped.tsv (resuming if asked) and its manifest."""
     summary = Summary(lists=[job.rec])
+    _refuse_odd_outputs(job)
     manifest = start_manifest(job, opts) if job.lst else None
     point = None
     if opts.resume:
