@@ -73,7 +73,7 @@ def test_manifest_that_is_a_device_is_never_read(packed, tmp_path):
     (work / "p.manifest.json").unlink()
     (work / "p.manifest.json").symlink_to("/dev/zero")
     r = _bounded(["pack", "--resume", "--progress", "off", work / "p", root])
-    assert r.returncode == 2 and "p.manifest.json is there but is not a regular file" in r.stderr
+    assert r.returncode == 2 and "p.manifest.json: it is there but is not a regular file" in r.stderr
     r = _bounded(["verify", work / "p.rec"])
     assert r.returncode == 1 and "p.manifest.json is a device, not a regular file" in r.stdout
 
@@ -98,7 +98,7 @@ def test_output_name_taken_by_a_fifo_or_folder_is_refused(packed, tmp_path, name
     # a child with a timeout: opening a FIFO for writing used to block forever
     r = fastrec_subprocess(["pack", "--progress", "off", *(["--resume"] if resume else []), tmp_path / "p", root])
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert f"{target} is there but is not a regular file" in r.stderr
+    assert f"cannot write {target}: it is there but is not a regular file" in r.stderr
 
 
 @pytest.mark.parametrize("name, kind", [("p.idx", "fifo"), ("p.idx", "dir"), ("p.lst", "dir"),

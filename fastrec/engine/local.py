@@ -299,7 +299,7 @@ def _refuse_odd_outputs(job: Job) -> None:
     read or opened (opening a FIFO blocks forever; a folder fails halfway through a resume)."""
     for path in (job.rec, job.idx, job.skipped, job.manifest):
         if os.path.exists(path) and not os.path.isfile(path):   # a dangling link is written through
-            raise PackError(f"{path} is there but is not a regular file; move it away and rerun")
+            raise PackError(f"cannot write {path}: it is there but is not a regular file; move it away and rerun")
 
 
 class _Outputs:
