@@ -23,13 +23,20 @@ def _bool_word(text: str) -> bool | None:
     return True if low in TRUE_WORDS else False if low in FALSE_WORDS else None
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each flag's default once: not again where the help already words it."""
+
+    def _get_help_string(self, action):
+        return action.help if "(default: " in (action.help or "") else super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with fastrec's manners: help shows defaults; errors are one line naming the command
     and a hint (the usage too when the shape of the command line is wrong); and im2rec's switches
     also take the value older im2rec.py's `type=bool` flags took (`--list True`, `--recursive no`)."""
 
     def __init__(self, *args, **kw):
-        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kw.setdefault("formatter_class", _DefaultsHelp)
         super().__init__(*args, **kw)
         self.word_switches: dict[str, str] = {}   # option -> dest
         self._intermixing = False

@@ -319,6 +319,14 @@ def check_resumable(job: Job, fresh: Manifest) -> None:
 
 
 # ---------------------------------------------------------------- writing
+def _refuse_odd_outputs(job: Job) -> None:
+    """An output's name taken by a folder, FIFO, socket or device is refused before anything is
+    read or opened (opening a FIFO blocks forever; a folder fails halfway through a resume)."""
+    for path in (job.rec, job.idx, job.skipped, job.manifest):
+        if os.path.exists(path) and not os.path.isfile(path):   # a dangling link is written through
+            raise PackError(f"cannot write {path}: it is there but is not a regular file; move it away and rerun")
+
+
 class _Outputs:
     """The three output files of a list, appended in the crash-safe order. The .skipped.tsv
     exists only when something was skipped (it is opened at the first skip)."""
@@ -408,6 +416,7 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
     The list is walked, not loaded: at most 2 x num_thread batches are in flight, their bytes read
     ahead by a Feed within its byte budget, so memory stays flat whatever the list's length."""
     summary = Summary(lists=[job.rec])
+    _refuse_odd_outputs(job)
     manifest = start_manifest(job, opts) if job.lst else None
     point = None
     if opts.resume:

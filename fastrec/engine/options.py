@@ -84,6 +84,13 @@ class PackOptions:
                              f"got {self.shard_size}")
         if not 0 <= self.max_skipped <= 1:
             raise UsageError(f"--max-skipped must be a share from 0% to 100%, got {self.max_skipped!r}")
+        for flag in PACK_FLAGS:   # the ranges the command line checks, for the API and TOML too
+            value = getattr(self, flag.field)
+            if flag.parse is not None and value is not None and not isinstance(value, bool):
+                try:
+                    flag.parse(str(value))
+                except ValueError as err:
+                    raise PackError(f"{flag.option}: {err}") from None
 
     def settings(self) -> dict:
         """The byte-changing settings (BYTE_SETTINGS) by name, as the manifest records them."""

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Iterable
 
-from fastrec.fsutil import atomic_write
+from fastrec.errors import DataError
+from fastrec.formats.fields import wrong_fields
+from fastrec.fsutil import NotRegularFile, atomic_write, open_regular
 
 MANIFEST_SUFFIX = ".manifest.json"
 FORMAT_VERSION = 1
@@ -72,9 +74,21 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
+        """ValueError for anything but a JSON object with the fields of a manifest, each of its type."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"not a JSON object but {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data = {k: v for k, v in data.items() if k in known}
+        problems = wrong_fields(cls, data) + [f"{f.name} is missing" for f in fields(cls) if f.name not in data
+                                              and f.default is MISSING and f.default_factory is MISSING]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return cls(**data)
+
+
+class ManifestError(DataError, ValueError):
+    """A manifest is there but cannot be read (damaged, edited, or not a regular file)."""
 
 
 def write_manifest(path: str, manifest: Manifest) -> None:
@@ -84,10 +98,14 @@ def write_manifest(path: str, manifest: Manifest) -> None:
 def read_manifest(path: str) -> Manifest | None:
     """The manifest at `path`, or None when there is none (a pack from im2rec or an older fastrec)."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return Manifest.from_json(f.read())
+        with open_regular(path) as f:   # never blocks on a FIFO nor reads a device forever
+            return Manifest.from_json(f.read().decode("utf-8", "surrogateescape"))
     except FileNotFoundError:
         return None
+    except NotRegularFile as err:
+        raise ManifestError(f"{err} (move it away to go on without it)") from None
+    except ValueError as err:
+        raise ManifestError(f"{path} cannot be read: {err} (move it away to go on without it)") from None
 
 
 def setting_differences(old: dict, new: dict) -> list[str]:

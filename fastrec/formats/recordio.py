@@ -17,6 +17,7 @@ import struct
 from typing import BinaryIO, Iterator, NamedTuple, Sequence
 
 from fastrec._native.recordio import NativeRecordFile, frame
+from fastrec.fsutil import NotRegularFile, open_regular
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -299,9 +300,13 @@ class RecordReader:
 def read_index(idx_path: str | os.PathLike) -> list[tuple[int, int]]:
     """Parse a .idx file into (key, offset) pairs in file order."""
     entries = []
-    with open(idx_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.strip().split("\t")
+    try:
+        f = open_regular(idx_path)   # a FIFO would block, a device never end
+    except NotRegularFile as err:
+        raise RecordIOError(str(err)) from None
+    with f:
+        for lineno, line in enumerate(f, 1):   # bytes: a binary file is a bad line, not a decode error
+            fields = line.strip().split(b"\t")
             try:
                 entries.append((int(fields[0]), int(fields[1])))
             except (ValueError, IndexError):

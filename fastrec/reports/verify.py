@@ -156,22 +156,32 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
             if decode and image is not None:
                 _check_image(report, n, offset, image, resize, worker)
     lst = base + ".lst"
-    if not os.path.exists(idx) and not os.path.exists(lst):
+    idx_there, lst_there = _regular_beside(report, idx), _regular_beside(report, lst)
+    if not idx_there and not lst_there:
         report.notes.append(f"no {os.path.basename(idx)} or {os.path.basename(lst)} beside it: checked "
                             f"the framing and headers of the .rec alone")
         _check_not_empty(report)
         return report
-    if os.path.exists(idx):
+    if idx_there:
         _check_index(report, idx, size, offsets)
     else:
         report.notes.append(f"no index file {idx}: the records were checked against the list by header id")
-    if os.path.exists(lst):
+    if lst_there:
         _check_list(report, base, [i for _, i in offsets.values()])
     else:
         report.notes.append(f"no list {lst}: cannot tell whether the pack is complete")
     _check_manifest(report, rec)
     _check_not_empty(report)
     return report
+
+
+def _regular_beside(report: Report, path: str) -> bool:
+    """Whether `path` is a file to check. A folder, FIFO or device by that name is a fault and is
+    never opened (reading a FIFO would block, a device may never end)."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        report.fault(None, None, f"{path} is not a regular file")
+        return False
+    return os.path.exists(path)
 
 
 def _check_not_empty(report: Report) -> None:
@@ -208,18 +218,16 @@ def _check_index(report: Report, idx: str, size: int, offsets: dict[int, tuple[i
 
 
 def _skipped_paths(path: str) -> list[str]:
-    """The item paths of a .skipped.tsv (first field of each line); none when there is no file."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return [line.split("\t", 1)[0] for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
+    """The item paths of a .skipped.tsv (first field of each line)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return [line.split("\t", 1)[0] for line in f if line.strip()]
 
 
 def _check_list(report: Report, base: str, record_ids: list[int | None]) -> None:
     """Every list item is a record (in list order) or a skip line; nothing else is in the .rec."""
     items = list(read_list(base + ".lst"))
-    skipped = collections.Counter(_skipped_paths(base + ".skipped.tsv"))
+    skipped_tsv = base + ".skipped.tsv"
+    skipped = collections.Counter(_skipped_paths(skipped_tsv) if _regular_beside(report, skipped_tsv) else ())
     report.expected, report.skipped = len(items), sum(skipped.values())
     wanted, packed = [], collections.Counter(i for i in record_ids if i is not None)
     missing = []
@@ -260,8 +268,8 @@ def _check_manifest(report: Report, rec: str) -> None:
     path = manifest_path(rec)
     try:
         manifest = read_manifest(path)
-    except (ValueError, TypeError) as err:
-        report.fault(None, None, f"{path} cannot be read: {err}")
+    except ValueError as err:   # ManifestError: says which file and why
+        report.fault(None, None, str(err))
         return
     if manifest is None:
         return
@@ -276,7 +284,7 @@ def _check_manifest(report: Report, rec: str) -> None:
         if recorded != found:
             report.fault(None, None, f"{name} records {recorded} {what}, the pack holds {found}")
     lst = os.path.splitext(rec)[0] + ".lst"
-    if os.path.exists(lst):
+    if os.path.isfile(lst):   # anything else by that name is already a fault
         digest = ListDigest()
         for item in read_list(lst):
             digest.update(item.id, item.labels, item.path)

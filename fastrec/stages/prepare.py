@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fastrec.fsutil import atomic_write
 from fastrec.engine.local import Job, pack_jobs
 from fastrec.engine.options import PackOptions
+from fastrec.formats.fields import wrong_fields
 from fastrec.formats.lists import ListOptions, find_lists, make_lists
 from fastrec.errors import FastrecError
 
@@ -71,6 +72,9 @@ class PrepareConfig:
         _refuse_unknown(path, pack, {f.name for f in dataclasses.fields(PackOptions)} - {"resume", "progress"},
                         "[pack] ")
         _refuse_unknown(path, data, {f.name for f in dataclasses.fields(cls)} - {"pack", "progress"}, "")
+        wrong = [f"[pack] {w}" for w in wrong_fields(PackOptions, pack)] + wrong_fields(cls, data)
+        if wrong:
+            raise PrepareError(f"{path}: " + "; ".join(wrong))
         data.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(pack=PackOptions(**{**PREPARE_PACK_DEFAULTS, **pack}), **data)
         try:
