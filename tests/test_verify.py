@@ -258,3 +258,26 @@ def test_manifest_counts_and_completion_are_checked(good, tmp_path):
                                                                for f in faults), faults
     write_manifest(manifest_path(str(rec)), Manifest(**{**made, "list_digest": "0" * 64}))
     assert any("changed since it was packed" in str(f) for f in verify_rec(str(rec)).faults)
+
+
+def test_records_labelled_otherwise_than_their_list_fail(good, tmp_path):
+    """A pack without a manifest (im2rec's, or resumed after a relisting) whose record labels are
+    not the list's: verify names the record (it used to say OK)."""
+    rec, _ = _copy_pack(good, tmp_path)
+    lines = [line.split("\t") for line in (tmp_path / "data.lst").read_text().splitlines()]
+    lines[2][1] = f"{float(lines[2][1]) + 1:f}"
+    (tmp_path / "data.lst").write_text("".join("\t".join(fields) + "\n" for fields in lines))
+    faults = [str(f) for f in verify_rec(str(rec)).faults]
+    assert len(faults) == 1 and f"record with id {lines[2][0]} has label(s)" in faults[0], faults
+
+
+@pytest.mark.parametrize("pack_label", [False, True])
+def test_multi_label_packs_verify_clean(good, tmp_path, pack_label):
+    """Two labels per line: the record holds both (--pack-label) or the first (as im2rec)."""
+    lines = [line.split("\t") for line in (good / "data.lst").read_text().splitlines()]
+    (tmp_path / "data.lst").write_text("".join("\t".join([f[0], f[1], f"{0.25 + n:f}", f[2]]) + "\n"
+                                               for n, f in enumerate(lines)))
+    pack_prefix(str(tmp_path / "data"), str(good / "images"),
+                PackOptions(resize=32, pack_label=pack_label, progress="off"))
+    report = verify_rec(str(tmp_path / "data.rec"))
+    assert report.ok and report.records == len(lines), report.lines()

@@ -14,6 +14,7 @@ checked alone, and the report says so.
 """
 from __future__ import annotations
 
+import array
 import collections
 import io
 import math
@@ -144,6 +145,7 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
     size = os.path.getsize(rec)
     report.bytes = size
     offsets: dict[int, tuple[int, int | None]] = {}   # in file order
+    heads: list[tuple[int | None, tuple[float, ...]]] = []   # (id, labels) of each record, in file order
     worker = None
     if decode:
         from fastrec._native.core import Worker
@@ -152,6 +154,7 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
         for n, offset, payload in _scan(f, size, report):
             header, image = _check_header(report, n, offset, payload)
             offsets[offset] = (n, header.id if header else None)
+            heads.append((header.id, _labels(header)) if header else (None, ()))
             report.records += 1
             if decode and image is not None:
                 _check_image(report, n, offset, image, resize, worker)
@@ -167,7 +170,7 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
     else:
         report.notes.append(f"no index file {idx}: the records were checked against the list by header id")
     if lst_there:
-        _check_list(report, base, [i for _, i in offsets.values()])
+        _check_list(report, base, heads)
     else:
         report.notes.append(f"no list {lst}: cannot tell whether the pack is complete")
     _check_manifest(report, rec)
@@ -223,8 +226,24 @@ def _skipped_paths(path: str) -> list[str]:
         return [line.split("\t", 1)[0] for line in f if line.strip()]
 
 
-def _check_list(report: Report, base: str, record_ids: list[int | None]) -> None:
-    """Every list item is a record (in list order) or a skip line; nothing else is in the .rec."""
+def _labels(header) -> tuple[float, ...]:
+    return tuple(float(x) for x in header.label) if header.flag > 0 else (float(header.label),)
+
+
+def _listed_labels(labels, packed: tuple[float, ...]) -> tuple[float, ...]:
+    """The labels a record of this list item holds, as float32: all of them when the record holds
+    several (--pack-label), else the first (as im2rec writes them)."""
+    return tuple(array.array("f", labels if len(packed) > 1 else labels[:1]).tolist())
+
+
+def _check_list(report: Report, base: str, heads: list[tuple[int | None, tuple[float, ...]]]) -> None:
+    """Every list item is a record (in list order) with the list's labels, or a skip line; nothing
+    else is in the .rec."""
+    record_ids = [i for i, _ in heads]
+    labels_of: dict[int, tuple[float, ...]] = {}
+    for key, labels in heads:
+        if key is not None:
+            labels_of.setdefault(key, labels)
     items = list(read_list(base + ".lst"))
     skipped_tsv = base + ".skipped.tsv"
     skipped = collections.Counter(_skipped_paths(skipped_tsv) if _regular_beside(report, skipped_tsv) else ())
@@ -235,6 +254,10 @@ def _check_list(report: Report, base: str, record_ids: list[int | None]) -> None
         if packed[item.id] > 0:
             packed[item.id] -= 1
             wanted.append(item.id)
+            found = labels_of[item.id]
+            if found != _listed_labels(item.labels, found):
+                report.fault(None, None, f"the record with id {item.id} has label(s) {list(found)}, but line "
+                                         f"{line} of the list gives {list(item.labels)}; pack it again")
         elif skipped[item.path] > 0:
             skipped[item.path] -= 1
         else:
