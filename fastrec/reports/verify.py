@@ -297,12 +297,15 @@ def _check_manifest(report: Report, rec: str) -> None:
     if manifest is None:
         return
     name = os.path.basename(path)
-    if not manifest.complete:
+    counts = [("list items", manifest.expected, report.expected)]
+    if not manifest.complete:   # its counts are the start's (0 written): only the list's size is known
         report.fault(None, None, f"{name} says the pack did not finish; continue it with "
                                  f"`fastrec pack --resume {os.path.splitext(rec)[0]} ROOT`")
-    counts = [("records", manifest.written, report.records)]
-    if report.expected is not None:   # the list and skip file were read
-        counts += [("skips", manifest.skipped, report.skipped), ("list items", manifest.expected, report.expected)]
+    else:
+        counts.append(("records", manifest.written, report.records))
+        if report.expected is not None:   # the list and skip file were read
+            counts.append(("skips", manifest.skipped, report.skipped))
+    counts = [c for c in counts if c[2] is not None]
     for what, recorded, found in counts:
         if recorded != found:
             report.fault(None, None, f"{name} records {recorded} {what}, the pack holds {found}")
