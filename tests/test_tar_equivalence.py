@@ -134,3 +134,18 @@ def test_filter_and_split_keep_sub_folders_with_their_class(tmp_path, jpegs):
     assert made.split.small_classes == [("cb", 1), ("cc", 0)]
     assert outputs(tmp_path / "b") == outputs(tmp_path / "a")
     assert b"ca/sub/s1.JPEG" in (tmp_path / "b" / "train.lst").read_bytes()
+
+
+def test_a_link_to_a_folder_is_left_out_both_ways(tmp_path, jpegs):
+    """`ca/alias -> sub`: a listing of the extracted tree walked through it (two more classes,
+    every later label shifted); the index leaves it out, and now so does extract, naming it."""
+    def fill(t):
+        add_file(t, "ca/a1.JPEG", jpegs[0])
+        add_file(t, "ca/sub/s1.JPEG", jpegs[1])
+        add_link(t, "ca/alias", tarfile.SYMTYPE, "sub")
+        add_file(t, "cb/b1.JPEG", jpegs[2])
+
+    (tmp_path / "t.tar").write_bytes(tar_bytes(fill))
+    extracted, from_tar = both_ways(tmp_path, [str(tmp_path / "t.tar")])
+    assert from_tar == extracted and b"alias" not in extracted["train.lst"]
+    assert not (tmp_path / "x" / "ca" / "alias").exists()

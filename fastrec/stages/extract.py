@@ -242,6 +242,10 @@ class _ClassWriter:
                     os.remove(p)   # our own output: the link was made, then a later one redirected it
                     self.run.refuse(f"{self.where}:{os.path.relpath(p, self.dir)}",
                                     "link resolves outside its class folder through another link")
+                elif os.path.islink(p) and os.path.isdir(p):
+                    os.remove(p)   # a listing would walk through it (im2rec follows links); the tar index does not
+                    self.run.refuse(f"{self.where}:{os.path.relpath(p, self.dir)}",
+                                    "link to a folder: only files are extracted as links")
             if self.run.opts.fsync:
                 fsutil.fsync_dir(dirpath)
         os.rename(self.dir, self.final)
