@@ -12,7 +12,7 @@ import pytest
 from fastrec.stages.extract import ExtractOptions, extract
 from fastrec.stages.filter import filter_classes
 from fastrec.formats.lists import ListOptions, make_lists
-from fastrec.engine import PackError, PackOptions, pack_prefix
+from fastrec.engine import PackOptions, pack_prefix
 from fastrec.stages.split import split_classes
 from fastrec.engine.sources import TarError, build_index
 from fastrec.stages.tarlists import make_lists_from_tar, walk_entries
@@ -135,3 +135,63 @@ def test_index_agrees_with_extract_on_hostile_archives(tmp_path):
     index = build_index([ds.outer], exts=(".jpeg",))
     assert set(index.members) == set(written)
     assert all(index.read(rel) == data for rel, data in written.items())
+
+
+def test_index_cache_is_keyed_by_the_extensions(archive, tmp_path):
+    """A second `list --from-tar --exts` in the same folder lists what those extensions name (the
+    cached index of the first listing held JPEGs only, and was reused)."""
+    make_lists_from_tar(str(tmp_path / "jpegs"), [str(archive)], ListOptions(recursive=True, shuffle=False))
+    make_lists_from_tar(str(tmp_path / "texts"), [str(archive)],
+                        ListOptions(recursive=True, shuffle=False, exts=(".txt",)))
+    assert [line.split("\t")[-1] for line in (tmp_path / "texts.lst").read_text().splitlines()] \
+        == ["n07777777/notes.txt"]
+    # packing reads whichever index its lists were made from
+    pack_prefix(str(tmp_path / "texts"), None, PackOptions(progress="off", max_skipped=1.0), archives=[str(archive)])
+    assert (tmp_path / "texts.skipped.tsv").read_text().split("\t")[1] == "not-an-image"
+
+
+def test_max_bytes_applies_to_archive_members(archive, tmp_path):
+    """--max-bytes on the tar path: every member above it is skipped before it is read, as a file is."""
+    make_lists_from_tar(str(tmp_path / "all"), [str(archive)], ListOptions(recursive=True, shuffle=False))
+    summary = pack_prefix(str(tmp_path / "all"), None, PackOptions(max_bytes=10, progress="off", max_skipped=1.0),
+                          archives=[str(archive)])
+    assert summary.images == 0 and set(summary.reasons) == {"file-too-large"}
+
+
+def _one_jpeg_tars(folder: Path, n: int) -> Path:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 16), (200, 30, 30)).save(buf, "JPEG")
+    folder.mkdir()
+    for c in range(n):
+        with tarfile.open(folder / f"c{c:04d}.tar", "w") as t:
+            info = tarfile.TarInfo(f"c{c:04d}_0.JPEG")
+            info.size = len(buf.getvalue())
+            t.addfile(info, io.BytesIO(buf.getvalue()))
+    return folder
+
+
+def test_descriptors_do_not_grow_with_threads_times_archives(tmp_path):
+    """120 class tars, 8 threads, a process limited to 64 descriptors: every image packed, the
+    same bytes as without the limit (each thread used to keep every archive it touched open)."""
+    tars = _one_jpeg_tars(tmp_path / "tars", 120)
+    make_lists_from_tar(str(tmp_path / "x"), [str(tars)], ListOptions(recursive=True))
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+            "from fastrec.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, "pack", str(tmp_path / "x"), "--from-tar", str(tars),
+                          "--num-thread", "8", "--batch-size", "1", "--progress", "off"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    limited = (tmp_path / "x.rec").read_bytes()
+    pack_prefix(str(tmp_path / "x"), None, PackOptions(num_thread=8, progress="off"), archives=[str(tars)])
+    assert (tmp_path / "x.rec").read_bytes() == limited and limited.count(b"\xff\xd8") >= 120
+
+
+def test_top_folder_entry_of_tar_c_dot_is_not_a_refusal(tmp_path):
+    """`tar -C DIR .` starts with a `./` folder entry: it makes nothing, and is no warning."""
+    tars = _one_jpeg_tars(tmp_path / "tars", 1)
+    with tarfile.open(tmp_path / "val.tar", "w") as t:
+        t.add(tars, arcname=".", recursive=False)
+        t.add(tars / "c0000.tar", arcname="./c0000.tar")
+    index = build_index([str(tmp_path / "val.tar")])
+    assert index.rejected == [] and list(index.members) == ["c0000/c0000_0.JPEG"]

@@ -3,6 +3,7 @@ ground-truth file (issue 15 item 10): `fastrec list --labels FILE --classes TRAI
 folder or tar with the labels the train lists give the same classes."""
 from __future__ import annotations
 
+import json
 import shutil
 import tarfile
 from pathlib import Path
@@ -87,3 +88,23 @@ def test_missing_or_unknown_labels_are_errors(imagenet, tmp_path):
     r = fastrec_subprocess(["list", tmp_path / "v", base / "flat", "--labels", base / "val.txt"])
     assert r.returncode == 2 and "--labels needs --classes" in r.stderr
     assert not list(tmp_path.glob("*.lst"))
+
+
+@pytest.mark.parametrize("source", ["folder", "tar"])
+def test_flat_val_set_names_the_train_classes(imagenet, tmp_path, source):
+    """The synset file and the manifest of a labelled flat val set name the train classes (they
+    named the archive, `ILSVRC2012_img_val`, or nothing: the folder of a flat set is no class)."""
+    from fastrec.formats.manifest import manifest_path, read_manifest
+    base, truth, train = imagenet
+    where = [base / "flat"] if source == "folder" else ["--from-tar", base / "ILSVRC2012_img_val.tar"]
+    r = fastrec_subprocess(["list", tmp_path / "val", *where, "--labels", base / "val.txt",
+                            "--classes", base / "train"])
+    assert r.returncode == 0, r.stderr
+    classes = sorted(p.name for p in (base / "train").iterdir())
+    assert (tmp_path / "val.synset.txt").read_text().splitlines() == classes
+    r = fastrec_subprocess(["pack", tmp_path / "val", *where, "--progress", "off"])
+    assert r.returncode == 0, r.stderr
+    manifest = read_manifest(manifest_path(str(tmp_path / "val.rec")))
+    assert manifest.classes == {str(int(float(train[c]))): c for c in set(truth.values())}
+    r = fastrec_subprocess(["inspect", tmp_path / "val", "--json"])
+    assert r.returncode == 0 and json.loads(r.stdout)["classes"] == manifest.classes, r.stderr

@@ -27,7 +27,7 @@ from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.reader import Batch, Feed, default_budget
 from fastrec.engine.outcome import Outcome, Summary
 from fastrec.errors import EnvironmentFault, UsageError
-from fastrec.formats.lists import ListItem, read_list
+from fastrec.formats.lists import ListItem, read_list, synset_of
 from fastrec.formats.manifest import (ListDigest, Manifest, label_key, manifest_path, read_manifest,
                                       setting_differences, write_manifest)
 from fastrec.formats.recordio import record_end_in_file
@@ -255,9 +255,13 @@ def list_digest(items: Iterable[ListItem]) -> ListDigest:
 def start_manifest(job: Job, opts: PackOptions) -> Manifest:
     """The manifest of a pack that is starting: what it will make, from what, and how."""
     digest = list_digest(job.items)
+    classes = digest.classes
+    if len(set(classes.values())) < len(classes):   # one folder, several labels (a labelled flat val
+        names = synset_of(job.lst) or []            # set): the folders name no class; the synset does
+        classes = {k: names[int(k)] for k in classes if k.isdigit() and int(k) < len(names)}
     return Manifest(fastrec=__version__, settings=opts.settings(), list=job.lst,
                     list_digest=digest.hexdigest(), source=source_identity(job),
-                    expected=len(job.items), classes=digest.classes)
+                    expected=len(job.items), classes=classes)
 
 
 def finish_manifest(job: Job, manifest: Manifest) -> Manifest:

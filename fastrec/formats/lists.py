@@ -153,6 +153,17 @@ def read_synset(path: str) -> list[str]:
         return [line.rstrip("\n") for line in f]
 
 
+def synset_of(path: str) -> list[str] | None:
+    """The class folders of the synset file of the lists a file belongs to (`data.synset.txt` for
+    `data_3.lst` or `data_3.rec`: the longest list prefix its name starts with, in its folder)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    prefixes = [n[:-len(SYNSET_SUFFIX)] for n in os.listdir(folder) if n.endswith(SYNSET_SUFFIX)]
+    prefixes = [p for p in prefixes if name.startswith(p)]
+    if not prefixes:
+        return None
+    return read_synset(os.path.join(folder, max(prefixes, key=len) + SYNSET_SUFFIX))
+
+
 def split_outputs(prefix: str, entries: list[ImageEntry], opts: ListOptions) -> list[tuple[str, list[ImageEntry]]]:
     """The (file name, entries) pairs im2rec writes: chunks, then test/val/train within each."""
     n = len(entries)

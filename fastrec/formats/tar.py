@@ -85,6 +85,8 @@ def place_member(m: tarfile.TarInfo, stem: str | None, inner: str | None) -> tup
     inner: the class of the inner tar `m` comes from (None for a top-level archive's member)."""
     if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
         raise RefusedMember("device, fifo or other special file")
+    if m.isdir() and not m.name.strip("/").strip("./"):
+        return None   # the archive's own top folder (`tar -C DIR .` writes `./`): makes nothing
     parts = split_name(m.name)
     if inner is not None:
         cls = inner

@@ -10,7 +10,7 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
-from fastrec.formats.lists import SYNSET_SUFFIX, read_synset
+from fastrec.formats.lists import synset_of
 from fastrec.formats.manifest import label_key, manifest_path, read_manifest
 from fastrec.formats.recordio import RecordReader, read_index, unpack
 
@@ -79,13 +79,7 @@ def class_names(recs: list[str]) -> dict[str, str]:
 
 
 def _synset_names(rec: str) -> dict[str, str]:
-    folder, name = os.path.split(os.path.abspath(rec))
-    prefixes = [n[:-len(SYNSET_SUFFIX)] for n in os.listdir(folder) if n.endswith(SYNSET_SUFFIX)]
-    prefixes = [p for p in prefixes if name.startswith(p)]
-    if not prefixes:
-        return {}
-    return {str(i): c for i, c in enumerate(read_synset(os.path.join(folder, max(prefixes, key=len)
-                                                                      + SYNSET_SUFFIX)))}
+    return {str(i): c for i, c in enumerate(synset_of(rec) or [])}
 
 
 def _image_size(image: bytes) -> tuple[tuple[int, int] | None, str]:

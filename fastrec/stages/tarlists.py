@@ -106,7 +106,7 @@ def make_labelled_lists(prefix: str, root: str | None, archives: Sequence[str] |
     """Lists of a flat set of images (a folder, or a tar such as ILSVRC2012_img_val.tar) labelled
     from a ground-truth file, numbered like the train lists (see formats.lists.ground_truth_labels)."""
     import os
-    from fastrec.formats.lists import class_labels, ground_truth_labels
+    from fastrec.formats.lists import class_labels, ground_truth_labels, write_synset
     exts = tuple(opts.exts)
     if archives:
         index = index_for(archives, cache_path(prefix), exts)
@@ -133,4 +133,6 @@ def make_labelled_lists(prefix: str, root: str | None, archives: Sequence[str] |
     used = set(found)
     result.label_map = [(name, label) for name, label in sorted(numbers.items(), key=lambda kv: kv[1])
                         if label in used]
+    # the folder of a flat set names no class: the synset is the train classes' numbering
+    result.synset = write_synset(prefix, sorted(numbers.items(), key=lambda kv: kv[1]))
     return result
