@@ -226,11 +226,18 @@ def cmd_pack(a: argparse.Namespace) -> int:
     from fastrec.engine import pack_prefix
     if a.shard_size and not a.dask:
         raise UsageError("--shard-size applies to --dask runs only; add --dask ADDRESS or leave it out")
-    summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
+    from fastrec.engine import TooManySkipped
+    failed = None
+    try:
+        summary = pack_prefix(a.prefix, a.root, _pack_args_to_options(a), archives=getattr(a, "from_tar", None) or ())
+    except TooManySkipped as err:   # the outputs are whole: --json still describes them
+        summary, failed = err.summary, err
     if getattr(a, "json", False):
         from fastrec.reports.results import dumps, pack_document
         print(dumps(pack_document(summary)))
-    return 1 if a.strict and summary.skipped else 0
+    if failed is not None:
+        raise failed
+    return 0
 
 
 def cmd_im2rec(a: argparse.Namespace) -> int:

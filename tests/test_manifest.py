@@ -73,4 +73,22 @@ def test_max_skipped_share_and_strict(tree):
     assert _pack(tree, "--max-skipped", f"{share + 0.005:.4f}").returncode == 0
     assert _pack(tree, "--max-skipped", "100%", "--strict").returncode == 1
     bad = _pack(tree, "--max-skipped", "120%")
-    assert bad.returncode == 2 and "0% to 100%" in bad.stderr
+    assert bad.returncode == 2 and "from 0% to 100%" in bad.stderr
+
+
+def test_strict_counts_the_skips_of_the_resumed_part(tree):
+    """--strict judges the whole pack, not only what this run added: resuming a pack whose skips
+    were all written before (here: a finished one) still fails."""
+    assert _pack(tree, "--max-skipped", "100%").returncode == 0
+    proc = _pack(tree, "--max-skipped", "100%", "--resume", "--strict")
+    assert proc.returncode == 1, proc.stderr
+    assert "3 of" in proc.stderr and "--strict" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_json_still_describes_a_pack_that_fails_on_its_skips(tree):
+    """The outputs of a pack over --max-skipped are whole; --json prints them (exit 1 all the same)."""
+    proc = _pack(tree, "--json")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    [lst] = doc["lists"]
+    assert doc["skipped"] == lst["skipped"] == 3 and lst["manifest"]["complete"]

@@ -25,8 +25,8 @@ def packed(tmp_path_factory) -> Path:
                      "--json")
     assert listed.returncode == 0, listed.stderr
     (base / "list.json").write_text(listed.stdout)
-    packed = run_cli("pack", str(base / "data"), str(base / "images"), "--resize", "32", "--progress", "on", "--max-skipped", "100%",
-                     "--json")
+    packed = run_cli("pack", str(base / "data"), str(base / "images"), "--resize", "32", "--progress", "on",
+                     "--max-skipped", "100%", "--json")   # the broken file is a skip on purpose
     assert packed.returncode == 0, packed.stderr
     (base / "pack.json").write_text(packed.stdout)
     return base

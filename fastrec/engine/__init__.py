@@ -12,7 +12,7 @@ from fastrec.errors import DataError
 from fastrec.formats.lists import find_lists
 from fastrec.formats.manifest import read_manifest
 
-__all__ = ["PackError", "PackOptions", "Summary", "pack_prefix"]
+__all__ = ["PackError", "PackOptions", "Summary", "TooManySkipped", "pack_prefix"]
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,33 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
         summary = pack_jobs(jobs, opts)
     for line in summary.lines():
         log.info("%s", line)
-    _check_skipped_share(jobs, opts)
+    _check_skipped_share(jobs, opts, summary)
     return summary
 
 
-def _check_skipped_share(jobs: Sequence[Job], opts: PackOptions) -> None:
+class TooManySkipped(DataError):
+    """More skips than --max-skipped (or any, with --strict); the outputs are whole, and `summary`
+    is the run's (so `--json` can still print it)."""
+
+    def __init__(self, message: str, summary: Summary):
+        super().__init__(message)
+        self.summary = summary
+
+
+def _check_skipped_share(jobs: Sequence[Job], opts: PackOptions, summary: Summary) -> None:
     """The guard against a quietly thin dataset: the outputs are all written, but if more than
-    --max-skipped of the items (over all lists, resumed parts included) became skips, fail."""
+    --max-skipped of the items (over all lists, resumed parts included) became skips, or with
+    --strict any did, fail."""
     expected = skipped = 0
     for job in jobs:
         manifest = read_manifest(job.manifest)
         expected += manifest.expected if manifest else len(job.items)
         skipped += manifest.skipped if manifest else 0
+    if opts.strict and skipped:
+        raise TooManySkipped(f"{skipped} of {expected} images were skipped and --strict allows none; the outputs "
+                             f"are written, see the .skipped.tsv files for why", summary)
     if expected and skipped > opts.max_skipped * expected:
-        raise DataError(f"{skipped} of {expected} images were skipped ({100 * skipped / expected:.2f} %), more "
-                        f"than --max-skipped {100 * opts.max_skipped:g} % allows; the outputs are written, "
-                        f"see the .skipped.tsv files for why (pass a higher --max-skipped to accept them)")
+        raise TooManySkipped(f"{skipped} of {expected} images were skipped ({100 * skipped / expected:.2f} %), more "
+                             f"than --max-skipped {100 * opts.max_skipped:g} % allows; the outputs are written, "
+                             f"see the .skipped.tsv files for why (pass a higher --max-skipped to accept them)",
+                             summary)
