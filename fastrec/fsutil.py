@@ -70,9 +70,13 @@ def open_regular(path: str | bytes):
         if stat.S_ISREG(st.st_mode):
             return os.fdopen(fd, "rb")
         os.close(fd)
-    kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else
-            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
-    raise NotRegularFile(f"{os.fsdecode(path)} is {kind}, not a regular file")
+    raise NotRegularFile(f"{os.fsdecode(path)} is {file_kind(st.st_mode)}, not a regular file")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for a skip reason or an error: "a folder", "a FIFO", ..."""
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device")
 
 
 def partial_path(path: str) -> str:

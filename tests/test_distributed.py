@@ -15,6 +15,7 @@ distributed = pytest.importorskip("distributed")
 from fastrec.formats.lists import ListOptions, make_lists  # noqa: E402
 from fastrec.engine import PackError, PackOptions, pack_prefix  # noqa: E402
 from fastrec.demo.samples import make_odd_files, make_tree  # noqa: E402
+from test_resume import _small_tmpfs  # noqa: E402  (one size-limited tmpfs helper for the full-disk tests)
 
 OUTPUTS = (".rec", ".idx", ".skipped.tsv")
 OPTS = dict(resize=96, quality=85, progress="off", max_skipped=1.0)   # the tree holds bad files on purpose
@@ -262,13 +263,6 @@ def test_full_disk_during_the_join_is_clean_and_rerun_completes(tree, local, clu
     monkeypatch.undo()
     _rerun(cluster, out, tree)
     assert _read(out) == local
-
-
-def _small_tmpfs(path: Path, size: int) -> bool:
-    import subprocess
-    path.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
 
 
 def test_full_disk_during_shards_is_clean_and_rerun_completes(tree, local, cluster):

@@ -38,6 +38,7 @@ from typing import Sequence
 
 from fastrec.engine.outcome import Outcome
 from fastrec.errors import EnvironmentFault
+from fastrec.fsutil import file_kind
 
 # errno values that are the machine's fault, never the image's
 ENVIRONMENT_ERRNOS = frozenset(getattr(errno, name) for name in (
@@ -52,9 +53,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)   # a FI
 
 
 def _not_regular(mode: int) -> Outcome:
-    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
-            "a socket" if stat.S_ISSOCK(mode) else "a device")
-    return Outcome(None, "not-a-regular-file", f"is {kind}, not a regular file")
+    return Outcome(None, "not-a-regular-file", f"is {file_kind(mode)}, not a regular file")
 
 
 def default_budget(num_thread: int) -> int:
