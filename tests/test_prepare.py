@@ -200,3 +200,13 @@ quality = 85
     bad.write_text('work = "x"\nroot = "y"\nval_root = "z"\nmin_imgs = 3\n')
     r = subprocess.run([sys.executable, "-m", "fastrec", "prepare", "--config", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown setting(s) 'min_imgs' (did you mean 'min_images'?)" in r.stderr
+
+
+def test_a_quietly_thin_dataset_fails_prepare_too(archive, tmp_path):
+    """prepare packs through the same guard as pack: when (here) every image is skipped, the chain
+    ends in DataError, not with a finished state over empty .rec files."""
+    from fastrec.engine import TooManySkipped
+    cfg = _config(tmp_path, archive)
+    cfg.pack = PackOptions(resize=48, quality=85, max_pixels=100)   # every image is too large
+    with pytest.raises(TooManySkipped, match="were skipped"):
+        prepare(cfg)

@@ -12,7 +12,7 @@ from fastrec.errors import DataError
 from fastrec.formats.lists import find_lists
 from fastrec.formats.manifest import read_manifest
 
-__all__ = ["PackError", "PackOptions", "Summary", "TooManySkipped", "pack_prefix"]
+__all__ = ["PackError", "PackOptions", "Summary", "TooManySkipped", "pack_all", "pack_prefix"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,13 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
                         f"--recursive on a tree of class folders?)")
     for job in jobs:
         job.source = source
+    return pack_all(jobs, opts)
+
+
+def pack_all(jobs: Sequence[Job], opts: PackOptions) -> Summary:
+    """Pack `jobs` on local threads or, with `opts.dask`, on a Dask cluster; then the guard against
+    a quietly thin dataset (--max-skipped, --strict). Every route to a pack (pack, im2rec, prepare)
+    comes through here."""
     if opts.dask:
         from fastrec.engine.cluster import pack_jobs_dask
         summary = pack_jobs_dask(jobs, opts, opts.dask, opts.shard_size)

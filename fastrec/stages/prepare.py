@@ -18,7 +18,8 @@ import tomllib
 from dataclasses import dataclass, field
 
 from fastrec.fsutil import atomic_write
-from fastrec.engine.local import Job, pack_jobs
+from fastrec.engine import pack_all
+from fastrec.engine.local import Job
 from fastrec.engine.options import PackOptions
 from fastrec.formats.fields import wrong_fields
 from fastrec.formats.lists import ListOptions, find_lists, make_lists
@@ -143,12 +144,7 @@ def _pack_stage(cfg: PrepareConfig) -> dict:
         jobs = [Job.for_list(lst, root) for lst in lists]
         for job in jobs:
             job.source = source
-        opts = dataclasses.replace(cfg.pack, resume=True, progress=cfg.progress)
-        if cfg.pack.dask:
-            from fastrec.engine.cluster import pack_jobs_dask
-            summary = pack_jobs_dask(jobs, opts, cfg.pack.dask, cfg.pack.shard_size)
-        else:
-            summary = pack_jobs(jobs, opts)
+        summary = pack_all(jobs, dataclasses.replace(cfg.pack, resume=True, progress=cfg.progress))
         out[split] = {"images": summary.images, "skipped": summary.skipped, "reasons": dict(summary.reasons),
                       "files": {rec: os.path.getsize(rec) for rec in summary.lists}}
     return out
