@@ -25,7 +25,7 @@ def extensions() -> list:
 
     csources = sorted(glob("csrc/*.c"))
     sanitize = os.environ.get("FASTREC_SANITIZE")  # e.g. "address,undefined" for fuzz builds
-    cflags = ["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
+    cflags = ["-O3", "-std=gnu11", "-fno-semantic-interposition", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
     ldflags = []
     if sanitize:
         cflags += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-O1", "-g"]

@@ -11,6 +11,7 @@ closer to that reference than im2rec's INTER_LINEAR. Pass-through output is byte
 from __future__ import annotations
 
 import io
+import os
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -276,6 +277,40 @@ def test_python_api_summary(tree):
     assert s.bytes_in == sum(p.stat().st_size for p in tree.paths)
     assert s.bytes_out == lst.with_suffix(".rec").stat().st_size
     assert s.seconds > 0
+
+
+def test_records_are_lent_not_copied(tree):
+    """A batch's records come back as one read-only buffer; the engine's per-record slices of it
+    are views (no copy per record), and they outlive the Worker that made them."""
+    paths = [bytes(p) for p in tree.paths[:3]]
+    records, results = Worker(resize=32).pack_files([0, 1, 2], [0.0] * 3, paths)
+    assert isinstance(records, memoryview) and records.readonly
+    with pytest.raises(TypeError):
+        records[0] = 0
+    first = records[:results[0][1]]
+    assert first.obj is records.obj                  # a view of the same buffer
+    assert unpack(_read_record(io.BytesIO(first)))[0].flag == 0
+    assert bytes(records[results[1][1]:results[2][1]]) == bytes(records)[results[1][1]:results[2][1]]
+
+
+def test_rec_is_written_back_as_it_grows(packed, tree, monkeypatch):
+    """Every WRITEBACK_EVERY bytes the kernel is asked to write the .rec back (so the final fsync
+    is short), over consecutive ranges from 0 up to what is written; the bytes are unchanged."""
+    from fastrec.engine import local
+
+    advised = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(local, "WRITEBACK_EVERY", 4096)
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, how: (advised.append((off, n, how)),
+                                                                      real(fd, off, n, how))[1])
+    lst = stage_list(tree.lst, tree.base / "writeback")
+    assert fastrec_main(["pack", lst.with_suffix(""), tree.root, *VARIANTS["r480"], "--batch-size", "2",
+                         "--progress", "off"]) == 0
+    ranges = [(off, n) for off, n, how in advised if how == os.POSIX_FADV_DONTNEED]
+    assert len(ranges) >= 2 and ranges[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))
+    assert ranges[-1][0] + ranges[-1][1] <= lst.with_suffix(".rec").stat().st_size
+    assert output_files(lst.parent, (".rec", ".idx")) == output_files(packed["r480"][0].parent)
 
 
 # ------------------------------------------------------------------ pass-through and labels

@@ -4,6 +4,7 @@
 Every argument is checked here, before C sees it: wrong types raise TypeError, wrong values
 (lengths that disagree, sizes below 1, numbers out of range) ValueError. No call can crash.
 """
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.limits cimport INT_MAX
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, UINT32_MAX, UINT64_MAX
@@ -107,6 +108,21 @@ cdef class _Heads:
         free(self.labels)
 
 
+cdef class _Records:
+    """A batch's framed records, back to back: the worker's output buffer, lent to Python
+    read-only and without a copy (a record is a slice of memoryview(records))."""
+    cdef fr_buf buf
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.buf.data, self.buf.len, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        fr_buf_free(&self.buf)
+
+
 cdef tuple _result_tuple(fr_result *r, size_t end):
     return (r.status, end, r.message.decode("utf-8", "replace"), r.in_width, r.in_height,
             r.out_width, r.out_height, r.scale_denom, r.in_bytes)
@@ -169,31 +185,29 @@ cdef class Worker:
         cdef Py_ssize_t i
         cdef fr_result *res = <fr_result *>malloc(max(n, 1) * sizeof(fr_result))
         cdef size_t *ends = <size_t *>malloc(max(n, 1) * sizeof(size_t))
-        cdef fr_buf out
-        out.data = NULL
-        out.len = out.cap = 0
+        cdef _Records records = _Records()
+        cdef fr_buf *out = &records.buf
         try:
             if not res or not ends:
                 raise MemoryError()
             with nogil:
                 for i in range(n):
                     if paths != NULL:
-                        fr_pack_file(self.w, &self.o, paths[i], &heads.heads[i], &out, &res[i])
+                        fr_pack_file(self.w, &self.o, paths[i], &heads.heads[i], out, &res[i])
                     else:
-                        fr_pack_bytes(self.w, &self.o, datas[i], lens[i], &heads.heads[i], &out, &res[i])
+                        fr_pack_bytes(self.w, &self.o, datas[i], lens[i], &heads.heads[i], out, &res[i])
                     ends[i] = out.len
-            blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
-            return blob, [_result_tuple(&res[i], ends[i]) for i in range(n)]
+            return memoryview(records), [_result_tuple(&res[i], ends[i]) for i in range(n)]
         finally:
             free(res)
             free(ends)
-            fr_buf_free(&out)
 
     def pack_files(self, list ids, list labels, list paths not None):
         """Pack files into framed records: returns (records, results).
 
         `labels[i]` is a float (flag 0) or a tuple of floats (flag = its length); `paths[i]` is
-        str, bytes or os.PathLike. `records` holds the framed records of the items whose status is OK, back to back;
+        str, bytes or os.PathLike. `records` (a read-only memoryview: slices of it are not
+        copies) holds the framed records of the items whose status is OK, back to back;
         results[i] = (status, end offset in records, message, in_w, in_h, out_w, out_h,
         scale_denom, in_bytes).
         """

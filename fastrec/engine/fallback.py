@@ -116,5 +116,5 @@ def raw_to_png(outcome: Outcome, opts: PackOptions) -> Outcome:
     buf = io.BytesIO()
     Image.fromarray(arr, {1: "L", 3: "RGB", 4: "RGBA"}[channels]).save(
         buf, "PNG", compress_level=max(0, min(opts.quality, 9)))  # OpenCV clamps to 0..9, so do we
-    outcome.record = frame(data[:head_len] + buf.getvalue())
+    outcome.record = frame(bytes(data[:head_len]) + buf.getvalue())
     return outcome

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class Outcome:
     """What became of one list item: a record, or a skip with its reason."""
 
-    record: bytes | None
+    record: bytes | memoryview | None   # a framed record (a slice of the batch's output, not a copy)
     reason: str = "ok"
     message: str = ""
     in_bytes: int = 0
