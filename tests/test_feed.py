@@ -23,9 +23,10 @@ import pytest
 from fastrec.demo.samples import make_tree
 from fastrec.engine import PackOptions, pack_prefix
 from fastrec.engine import reader
-from fastrec.engine.local import Job, ListFile, pack_jobs
+from fastrec.engine.local import Job, ListFile, finish_manifest, pack_jobs, resume_point
 from fastrec.engine.sources import build_index, index_for, load_index
 from fastrec.errors import EXIT_ENVIRONMENT, EnvironmentFault
+from fastrec.formats.manifest import Manifest
 from fastrec.formats.lists import ListOptions, make_lists
 
 from conftest import subprocess_env
@@ -216,6 +217,30 @@ def test_streamed_list_is_not_loaded(tmp_path):
     items = ListFile(str(lst))
     assert len(items) == 1000 and [i.id for i in items[10:13]] == [10, 11, 12]
     assert not hasattr(items, "items") and sum(1 for _ in items) == 1000
+
+
+def test_outputs_are_walked_not_loaded(tmp_path):
+    """Finishing a pack (counting the .idx, matching skip lines) and finding where to resume read
+    the outputs as they walk them: memory stays flat whatever the pack's length."""
+    import tracemalloc
+
+    n = 200_000
+    lst = tmp_path / "d.lst"
+    lst.write_text("".join(f"{i}\t0.000000\tc/x{i}.jpg\n" for i in range(n)))
+    (tmp_path / "d.idx").write_text("".join(f"{i}\t{24 * i}\n" for i in range(n - 2)))
+    (tmp_path / "d.skipped.tsv").write_text(f"c/x{n - 2}.jpg\tcorrupt\tbad\nc/x{n - 1}.jpg\tcorrupt\tbad\n")
+    (tmp_path / "d.rec").write_bytes(b"")
+    job = Job.for_list(str(lst), str(tmp_path))
+    tracemalloc.start()
+    try:
+        done = finish_manifest(job, Manifest(fastrec="t", settings={}, list=str(lst), list_digest="",
+                                             source={}, expected=n))
+        resume_point(job)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (done.written, done.skipped, done.reasons, done.complete) == (n - 2, 2, {"corrupt": 2}, True)
+    assert peak < 4 << 20, f"{peak / 2**20:.1f} MiB"    # loading the outputs took 25 MiB
 
 
 # ---------------------------------------------------------------- archives

@@ -183,15 +183,26 @@ class ResumePoint:
     skips: int = 0
 
 
-def _complete_lines(path: str) -> list[bytes]:
-    """The lines of a file that end with a newline (a torn last line is dropped)."""
+def _complete_lines(path: str) -> Iterator[bytes]:
+    """The lines of a file that end with a newline, read as they are walked (a torn last line is
+    dropped): a 14 M-line .idx is never held in memory."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            if line.endswith(b"\n"):
+                yield line
+
+
+def _count_lines(path: str) -> int:
+    """Complete lines of a file (newlines), counted in 1 MiB reads."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
     except FileNotFoundError:
-        return []
-    lines = data.split(b"\n")
-    return [line + b"\n" for line in lines[:-1]]
+        return 0
 
 
 def resume_point(job: Job) -> ResumePoint:
@@ -202,21 +213,20 @@ def resume_point(job: Job) -> ResumePoint:
     it was packed; otherwise the work stops here. Whatever follows is a torn tail to cut.
     """
     point = ResumePoint()
-    idx_lines = _complete_lines(job.idx)
-    skip_lines = _complete_lines(job.skipped)
+    idx_lines, skip_lines = _complete_lines(job.idx), _complete_lines(job.skipped)
+    idx_line, skip_line = next(idx_lines, None), next(skip_lines, None)
     rec_size = os.path.getsize(job.rec) if os.path.exists(job.rec) else 0
     with open(job.rec, "rb") if rec_size else open(os.devnull, "rb") as rec:
         for item in job.items:
-            if point.skips < len(skip_lines):
-                path = skip_lines[point.skips].split(b"\t", 1)[0]
-                if path == os.fsencode(item.path):
-                    point.skip_bytes += len(skip_lines[point.skips])
-                    point.skips += 1
-                    point.items_done += 1
-                    continue
-            if point.records >= len(idx_lines):
+            if skip_line is not None and skip_line.split(b"\t", 1)[0] == os.fsencode(item.path):
+                point.skip_bytes += len(skip_line)
+                point.skips += 1
+                point.items_done += 1
+                skip_line = next(skip_lines, None)
+                continue
+            if idx_line is None:
                 break
-            fields = idx_lines[point.records].split(b"\t")
+            fields = idx_line.split(b"\t")
             try:
                 key, offset = int(fields[0]), int(fields[1])
             except (ValueError, IndexError):
@@ -227,9 +237,10 @@ def resume_point(job: Job) -> ResumePoint:
             if end is None:
                 break
             point.rec_bytes = end
-            point.idx_bytes += len(idx_lines[point.records])
+            point.idx_bytes += len(idx_line)
             point.records += 1
             point.items_done += 1
+            idx_line = next(idx_lines, None)
     return point
 
 
@@ -269,19 +280,22 @@ def finish_manifest(job: Job, manifest: Manifest) -> Manifest:
     """`manifest` with the counts of the finished outputs: the list walked against the skip lines
     (each item is a record or, in list order, a skip line), the records counted in the .idx."""
     skip_lines = _complete_lines(job.skipped)
+    skip_line = next(skip_lines, None)
     reasons: collections.Counter = collections.Counter()
     per_class: collections.Counter = collections.Counter()
-    k = 0
+    k = 0   # skip lines that name the list's items, in order
     for item in job.items:
-        if k < len(skip_lines) and skip_lines[k].split(b"\t", 1)[0] == os.fsencode(item.path):
-            reasons[skip_lines[k].split(b"\t")[1].decode("utf-8", "replace")] += 1
+        if skip_line is not None and skip_line.split(b"\t", 1)[0] == os.fsencode(item.path):
+            reasons[skip_line.split(b"\t")[1].decode("utf-8", "replace")] += 1
             k += 1
+            skip_line = next(skip_lines, None)
         elif item.labels:
             per_class[label_key(item.labels[0])] += 1
-    written = len(_complete_lines(job.idx))
-    return dataclasses.replace(manifest, written=written, skipped=len(skip_lines), reasons=dict(reasons),
+    skipped = k + (skip_line is not None) + sum(1 for _ in skip_lines)
+    written = _count_lines(job.idx)
+    return dataclasses.replace(manifest, written=written, skipped=skipped, reasons=dict(reasons),
                                per_class=dict(per_class),
-                               complete=written + len(skip_lines) == manifest.expected == written + k)
+                               complete=written + skipped == manifest.expected == written + k)
 
 
 def _write_manifest(job: Job, manifest: Manifest, out: "_Outputs | None" = None) -> None:
