@@ -254,7 +254,7 @@ int main(int argc, char **argv)
     g_out = malloc(g_out_cap);
 
     fr_buf pixels = {0}, resized = {0};
-    fr_resizer rs = {{0}, {0}};
+    fr_resizer rs = {0};
     double *rates = calloc((size_t)ref_passes, sizeof *rates);
     double cpu_total = 0;
     size_t out_bytes = 0;

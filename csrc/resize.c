@@ -82,6 +82,15 @@ static size_t axis_bytes(int taps, int out)
            + (size_t)taps * sizeof(double);
 }
 
+/* Point the plan at tables laid out in `mem`: first[out], count[out], then k[out * taps]. */
+static void axis_views(uint8_t *mem, axis_plan *p, int taps, int out)
+{
+    p->taps = taps;
+    p->first = (int *)mem;
+    p->count = p->first + out;
+    p->k = (int16_t *)(mem + (size_t)out * 2 * sizeof(int));
+}
+
 /* Tap tables mapping `out` samples onto the source interval [x0, x0+len) of a `size` axis,
  * laid out in `mem` (axis_bytes() long). */
 static void plan_axis(uint8_t *mem, axis_plan *p, int size, double x0, double len, int out, fr_filter f)
@@ -91,10 +100,7 @@ static void plan_axis(uint8_t *mem, axis_plan *p, int size, double x0, double le
     int taps = axis_taps(f, len, out);
     f = axis_filter(f, len, out);
     double support = filter_support(f) * fscale;
-    p->taps = taps;
-    p->first = (int *)mem;
-    p->count = p->first + out;
-    p->k = (int16_t *)(mem + (size_t)out * 2 * sizeof(int));
+    axis_views(mem, p, taps, out);
     double *w = (double *)(mem + axis_bytes(taps, out) - (size_t)taps * sizeof(double));
     for (int i = 0; i < out; i++) {
         double center = x0 + (i + 0.5) * scale;
@@ -349,18 +355,40 @@ static void rows_touched(const axis_plan *py, int dh, int *lo, int *hi)
     }
 }
 
+/* The tap tables of an axis geometry: from the cache, or planned into its least recently used
+ * slot (so two lookups in a row never evict each other). -1 when out of memory. */
+static int axis_plan_for(fr_resizer *r, axis_plan *p, int size, double x0, double len, int out, fr_filter f)
+{
+    int taps = axis_taps(f, len, out);
+    fr_axis_cache *slot = &r->axes[0];
+    for (int i = 0; i < FR_AXIS_CACHE; i++) {
+        fr_axis_cache *c = &r->axes[i];
+        if (c->used && c->size == size && c->out == out && c->x0 == x0 && c->len == len && c->filter == (int)f) {
+            c->used = ++r->clock;
+            axis_views(c->mem.data, p, taps, out);
+            return 0;
+        }
+        if (c->used < slot->used)
+            slot = c;
+    }
+    slot->used = 0;       /* empty until planned */
+    slot->mem.len = 0;
+    if (fr_buf_reserve(&slot->mem, axis_bytes(taps, out)))
+        return -1;
+    plan_axis(slot->mem.data, p, size, x0, len, out, f);
+    slot->size = size, slot->out = out, slot->x0 = x0, slot->len = len, slot->filter = (int)f;
+    slot->used = ++r->clock;
+    return 0;
+}
+
 int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, double bw, double bh,
               uint8_t *dst, size_t dst_stride, int dw, int dh, fr_filter filter)
 {
     int ch = src->channels;
     axis_plan px, py;
-    size_t xbytes = axis_bytes(axis_taps(filter, bw, dw), dw);
-    size_t ybytes = axis_bytes(axis_taps(filter, bh, dh), dh);
-    r->coeffs.len = 0;
-    if (fr_buf_reserve(&r->coeffs, xbytes + ybytes))
+    if (axis_plan_for(r, &px, src->width, x0, bw, dw, filter) ||
+        axis_plan_for(r, &py, src->height, y0, bh, dh, filter))
         return -1;
-    plan_axis(r->coeffs.data, &px, src->width, x0, bw, dw, filter);
-    plan_axis(r->coeffs.data + xbytes, &py, src->height, y0, bh, dh, filter);
     int ylo, yhi;
     rows_touched(&py, dh, &ylo, &yhi);
     int rows = yhi - ylo;
@@ -402,6 +430,7 @@ int fr_resize(fr_resizer *r, const fr_image_in *src, double x0, double y0, doubl
 
 void fr_resizer_free(fr_resizer *r)
 {
-    fr_buf_free(&r->coeffs);
+    for (int i = 0; i < FR_AXIS_CACHE; i++)
+        fr_buf_free(&r->axes[i].mem);
     fr_buf_free(&r->temp);
 }

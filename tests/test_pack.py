@@ -293,6 +293,34 @@ def test_records_are_lent_not_copied(tree):
     assert bytes(records[results[1][1]:results[2][1]]) == bytes(records)[results[1][1]:results[2][1]]
 
 
+# Near-twin geometries a plan cache must tell apart, each pair (4:2:0 sources) with the Worker
+# settings that make them meet: at 1/2 scale 401 and 402 columns both decode to 201 but cover
+# 200.5 and 201; centre-cropped, 501 and 502 differ only in the box's offset.
+TWINS = [(dict(resize=96), [(401, 300, 2), (402, 300, 2)]),
+         (dict(resize=96, center_crop=True), [(501, 300, 2), (502, 300, 2)])]
+
+
+@pytest.mark.parametrize("kwargs, twins", TWINS)
+def test_cached_resize_plans_change_no_byte(kwargs, twins):
+    """A worker keeps the resize tap tables of recent geometries (a few dozen axes): packing
+    near-twins and 20 other sizes twice over in one worker -- hits, misses, evictions -- gives
+    the bytes of a fresh worker per image."""
+    rng = np.random.default_rng(5)
+    sizes = twins + [(int(w), int(h), k % 2 * 2) for k, (w, h) in enumerate(rng.integers(40, 400, size=(20, 2)))]
+    datas = []
+    for w, h, sub in sizes:
+        buf = io.BytesIO()
+        make_image(rng, w, h).save(buf, "JPEG", quality=90, subsampling=sub)
+        datas.append(buf.getvalue())
+    order = [0, 1, 0, 1] + list(range(len(datas))) * 2
+    shared, results = Worker(**kwargs).pack_bytes(order, [0.0] * len(order), [datas[i] for i in order])
+    starts = [0] + [r[1] for r in results[:-1]]
+    for j, i in enumerate(order):
+        fresh, [res] = Worker(**kwargs).pack_bytes([i], [0.0], [datas[i]])
+        assert res[0] == results[j][0] == 0
+        assert bytes(shared[starts[j]:results[j][1]]) == bytes(fresh), (j, sizes[i])
+
+
 def test_rec_is_written_back_as_it_grows(packed, tree, monkeypatch):
     """Every WRITEBACK_EVERY bytes the kernel is asked to write the .rec back (so the final fsync
     is short), over consecutive ranges from 0 up to what is written; the bytes are unchanged."""
