@@ -73,6 +73,38 @@ def test_cluster_run_matches_local_bytes(tree, local, cluster):
     assert not any(p.name.endswith(".shards") for p in out.iterdir())
 
 
+def test_shards_are_submitted_a_window_at_a_time(tree, local, cluster, monkeypatch):
+    """The client keeps at most a window of shards (with their items) in flight and submits the
+    next as each finishes: with a window of 1, a run of 15 shards never has two in flight, and
+    still packs every image once."""
+    from fastrec.engine import cluster as cl
+
+    c, _ = cluster
+    submitted, busy = [], []
+    real_client = cl._client
+
+    class Counting:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def submit(self, *args, **kwargs):
+            busy.append(sum(not f.done() for f in submitted))
+            submitted.append(self.client.submit(*args, **kwargs))
+            return submitted[-1]
+
+    monkeypatch.setattr(cl, "_client", lambda address: (Counting(real_client(address)[0]), None))
+    monkeypatch.setattr(cl, "_window", lambda client: 1)
+    out = tree / "window"
+    _lists(tree, out)
+    pack_prefix(str(out / "data"), str(tree / "images"), PackOptions(**OPTS, dask=c.scheduler_address,
+                                                                      shard_size=2))
+    assert _read(out) == local
+    assert len(submitted) >= 10 and max(busy) == 0
+
+
 def test_local_cluster_address(tree, local):
     out = tree / "localcluster"
     _lists(tree, out)
@@ -158,8 +190,8 @@ def _interrupted(tree: Path, name: str, shards: int = 3, shard_size: int = 5, **
     for lst in find_lists(str(out / "data"))[1]:
         job = Job.for_list(lst, str(tree / "images"))
         os.makedirs(job.rec + ".shards")
-        for _, items, base in plan_shards(job, o, shard_size)[:shards]:
-            pack_shard(items, job.root, base, o)
+        for start, stop, base in plan_shards(job, o, shard_size)[:shards]:
+            pack_shard(job.items[start:stop], job.root, base, o)
     (out / "data_0.rec.shards" / "000000000099.tmp-dead.rec").write_bytes(b"orphan of a killed worker")
     return out
 

@@ -9,7 +9,11 @@ shard on disk only if it was made from exactly the same inputs, and removes ever
 the folder (shards of other settings or lists, orphan temporaries) before it starts. The client
 then joins the shards in list order: records frame the same wherever they sit, so only the .idx
 offsets move, and the result (and its manifest) is byte-identical to a local `fastrec pack`.
-The outputs and the image root must be on storage every worker sees.
+The outputs and the image root must be on storage every worker sees. Shards are submitted a
+window at a time (twice the worker threads, at least 16), each with its items read from the list
+as it is submitted, so the client and scheduler hold a bounded number of shards' items; with
+`--shard-size` that bound is independent of the dataset (0, one shard per .lst, ships a whole
+list with its task).
 
 A run that fails (a full disk, a lost cluster) is continued by running the same command again:
 complete shards are reused; `--resume` is not needed (and changes nothing here).
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -185,14 +190,25 @@ def _client(address: str):
                         f"({type(err).__name__}: {err}); check the address and that it is running") from err
 
 
-def plan_shards(job: Job, opts: PackOptions, shard_size: int) -> list[tuple[int, list, str]]:
-    """(start, items, base) of each shard of a job; 0 = one shard for the whole list."""
+def plan_shards(job: Job, opts: PackOptions, shard_size: int) -> list[tuple[int, int, str]]:
+    """(start, stop, base) of each shard of a job; 0 = one shard for the whole list. The items
+    are read to name the shard and dropped: they are read again when the shard is submitted."""
     size = shard_size or max(len(job.items), 1)
     plan = []
     for start in range(0, len(job.items), size) or [0]:
         items = job.items[start:start + size]
-        plan.append((start, items, _shard_base(job, start, shard_identity(job, items, opts))))
+        plan.append((start, start + len(items), _shard_base(job, start, shard_identity(job, items, opts))))
     return plan
+
+
+def _window(client) -> int:
+    """Shards submitted at once: enough to keep every worker thread busy (twice over), few enough
+    that the client and scheduler hold a bounded number of shards' items, whatever the dataset."""
+    try:
+        threads = sum(client.nthreads().values())
+    except Exception:     # an older or a remote client that cannot say: a fixed window
+        threads = 0
+    return max(16, 2 * threads)
 
 
 def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size: int = 0,
@@ -210,28 +226,39 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
     client, cluster = _client(address)
     started = time.perf_counter()
     total = Summary()
-    futures: list = []
+    in_flight: set = set()
+
+    def submit(job: Job, start: int, stop: int, base: str):
+        items = job.items[start:stop]
+        # a tar source travels as the byte ranges of this shard's members only
+        source = job.source.subset(i.path for i in items) if job.source is not None else None
+        fut = client.submit(pack_shard, items, job.root, base, opts, source, retries=retries, pure=False,
+                            key=f"fastrec-shard-{uuid.uuid4().hex}")
+        in_flight.add(fut)
+        return fut
+
     try:
         from dask.distributed import as_completed
 
-        for job, plan in plans:
-            for _, items, base in plan:
-                # a tar source travels as the byte ranges of this shard's members only
-                source = job.source.subset(i.path for i in items) if job.source is not None else None
-                futures.append(client.submit(pack_shard, items, job.root, base, opts, source, retries=retries,
-                                             pure=False, key=f"fastrec-shard-{uuid.uuid4().hex}"))
+        todo = ((job, *shard) for job, plan in plans for shard in plan)
+        running = as_completed([submit(job, start, stop, base)
+                                for job, start, stop, base in itertools.islice(todo, _window(client))])
         with make_progress(opts.progress, "count") as progress:
-            task = progress.add_task("shards", total=len(futures))
-            for fut in as_completed(futures):
+            task = progress.add_task("shards", total=sum(len(plan) for _, plan in plans))
+            for fut in running:
                 try:
                     total.bytes_in += fut.result()
                 except EnvironmentFault as err:
                     raise EnvironmentFault(f"{err}; fix that and {RERUN}") from None
+                in_flight.discard(fut)
                 progress.advance(task)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    running.add(submit(*nxt))
         for job, plan in plans:
             join_shards(job, [base for _, _, base in plan], opts, total)
     except BaseException as err:
-        _settle(client, futures, interrupted=not isinstance(err, Exception))
+        _settle(client, list(in_flight), interrupted=not isinstance(err, Exception))
         for job, _ in plans:   # shards are kept for the rerun; their temporaries are not
             _remove(glob.glob(os.path.join(glob.escape(_shard_dir(job)), "*.tmp-*")))
         raise
