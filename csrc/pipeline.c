@@ -257,10 +257,13 @@ static void pack_planes(fr_worker *w, const fr_options *o, int orientation, int 
     }
     int s = o->subsampling == 420 ? 2 : 1;
     int pw[3] = {tw, (tw + s - 1) / s, (tw + s - 1) / s}, ph[3] = {th, (th + s - 1) / s, (th + s - 1) / s};
+    /* A plane's slot holds it as resized (pw x ph rows) and, in `oriented`, as turned (ph x pw
+     * when the orientation transposes): sized for the larger of the two padded layouts. */
     size_t offset[3], total = 0;
     for (int c = 0; c < 3; c++) {
+        size_t resized = plane_stride(pw[c]) * (size_t)ph[c], turned = plane_stride(ph[c]) * (size_t)pw[c];
         offset[c] = total;
-        total += plane_stride(transposes(orientation) ? ph[c] : pw[c]) * (size_t)(transposes(orientation) ? pw[c] : ph[c]);
+        total += transposes(orientation) && turned > resized ? turned : resized;
     }
     w->resized.len = w->oriented.len = 0;
     if (fr_buf_reserve(&w->resized, total + FR_RESIZE_SLACK) || fr_buf_reserve(&w->oriented, total)) {

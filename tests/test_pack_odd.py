@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import collections
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 import zlib
@@ -34,6 +36,8 @@ from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
 from fastrec.engine import PackOptions, pack_prefix
 from fastrec.formats.recordio import RecordReader, unpack
 from fastrec.demo.samples import ORIENT_CORNERS, ORIENT_SIZE, make_odd_files
+
+from conftest import subprocess_env
 
 # key -> skip reasons that are acceptable for it at every size; absent keys must be packed
 SKIPS = {
@@ -267,6 +271,41 @@ def expected_corner(name: str, gray: bool) -> np.ndarray:
     if gray:
         return np.array(round(0.299 * r + 0.587 * g + 0.114 * b))
     return np.array([b, g, r])                                  # BGR, as cv2 decodes
+
+
+TURNED_PACKS = r"""
+import io, itertools, sys
+import numpy as np
+from PIL import Image
+from fastrec._native.core import Worker
+from fastrec.formats.recordio import _read_record, unpack
+rng = np.random.default_rng(0)
+for (w, h), o, resize, src in itertools.product([(500, 375), (669, 389), (1013, 763), (389, 669)], range(1, 9),
+                                                (100, 224, 255, 480), (0, 2)):   # 4:4:4 and 4:2:0 photos
+    exif = Image.Exif()
+    exif[0x112] = o
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90, subsampling=src,
+                                                                          exif=exif.tobytes())
+    dw, dh = (h, w) if o >= 5 else (w, h)
+    want = (resize, dh * resize // dw) if dh > dw else (dw * resize // dh, resize)
+    for sub in (420, 444):
+        records, [res] = Worker(resize=resize, subsampling=sub).pack_bytes([0], [0.0], [buf.getvalue()])
+        img = Image.open(io.BytesIO(unpack(_read_record(io.BytesIO(records)))[1]))
+        assert res[0] == 0 and img.size == want, (w, h, o, resize, sub, res, img.size)
+print("ok")
+"""
+
+
+def test_turned_photos_fit_their_plane_buffers():
+    """EXIF orientations 5-8 swap a plane's sides: its buffer must hold both layouts. A 500x375
+    photo turned and resized to 255 (or 669x389 to 224) wrote past the buffer: heap corruption,
+    sometimes a crash at free(), sometimes exit 0 (ASan saw it; the fuzz corpus now holds two
+    such inputs, replayed under ASan by `make test`). Run in a child: glibc aborts it when the
+    heap is found corrupted, which fails this test rather than the whole suite."""
+    res = subprocess.run([sys.executable, "-c", TURNED_PACKS], capture_output=True, text=True,
+                         env=subprocess_env(), timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-2000:])
 
 
 @pytest.mark.parametrize("key", EXIF)
