@@ -207,7 +207,8 @@ cdef class Worker:
 
         `labels[i]` is a float (flag 0) or a tuple of floats (flag = its length); `paths[i]` is
         str, bytes or os.PathLike. `records` (a read-only memoryview: slices of it are not
-        copies) holds the framed records of the items whose status is OK, back to back;
+        copies; bytes(records) makes a copy, e.g. to pickle) holds the framed records of the
+        items whose status is OK, back to back;
         results[i] = (status, end offset in records, message, in_w, in_h, out_w, out_h,
         scale_denom, in_bytes).
         """
