@@ -12,6 +12,11 @@ then times, interleaved, each path to the same train .rec:
 Both give byte-identical .lst/.rec/.idx (checked). The archive is in the page cache for both
 (a cold-cache run on a disk would favour the tar path further: one sequential read instead of
 writing and re-reading every image as its own file). Prints a markdown table with the ratio.
+
+`--cold` (root only: it drops the page cache with /proc/sys/vm/drop_caches before each run)
+instead measures reads from the disk: the archive read front to back (the disk's streaming rate),
+`fastrec pack --from-tar --pass-through` (no decoding: the pack is I/O only) over the shuffled list,
+and the same from the extracted files, as MB/s of image bytes, interleaved rounds.
 """
 from __future__ import annotations
 
@@ -70,6 +75,59 @@ def from_tar(archive: Path, work: Path, threads: int) -> float:
     return time.perf_counter() - start
 
 
+def drop_caches() -> None:
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("1\n")
+
+
+def cold_rounds(archive: Path, tmp: Path, n: int, size: int, a) -> None:
+    """Disk reads: the archive's streaming rate vs packing (pass-through) from it and from files.
+    The outputs go to /dev/shm when there is one, so the packs' writes do not compete with the
+    reads being measured; the warm rows (page cache kept) give each pack's rate without the disk."""
+    work = tmp / "cold"
+    shm = Path("/dev/shm")
+    lists = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else work / "lists"
+    lists.mkdir(parents=True, exist_ok=True)
+    try:
+        run("extract", str(archive), str(work / "train"), "--jobs", str(a.threads))
+        run("list", str(lists / "files"), str(work / "train"), "--recursive")
+        run("list", str(lists / "tar"), "--from-tar", str(archive), "--recursive")
+        pack = ["--pass-through", "--num-thread", str(a.threads)]
+        tar = lambda: run("pack", str(lists / "tar"), "--from-tar", str(archive), *pack)   # noqa: E731
+        files = lambda: run("pack", str(lists / "files"), str(work / "train"), *pack)   # noqa: E731
+        runs = {   # name -> (what, drop the page cache first)
+            "read the archive front to back (the disk's rate)":
+                (lambda: subprocess.run(["dd", f"if={archive}", "of=/dev/null", "bs=4M"], check=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), True),
+            "fastrec pack --from-tar --pass-through": (tar, True),
+            "fastrec pack --pass-through, extracted files": (files, True),
+            "fastrec pack --from-tar --pass-through, page cache warm": (tar, False),
+            "fastrec pack --pass-through, extracted files, page cache warm": (files, False),
+        }
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(a.repeat):
+            for name, (fn, cold) in runs.items():
+                for f in lists.glob("*.rec"):
+                    f.unlink()
+                if cold:
+                    drop_caches()
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    finally:
+        if lists.parent == shm:
+            shutil.rmtree(lists, ignore_errors=True)
+    print(f"{n} images, {size / 1e6:.0f} MB of images, {archive.stat().st_size / 1e6:.0f} MB archive, "
+          f"page cache dropped before each cold run, outputs in {lists.parent}, {a.threads} threads, "
+          f"median of {a.repeat}; pack times include start-up\n")
+    print("| read | seconds (median) | MB/s of images | ÷ the disk's rate |")
+    print("|---|---:|---:|---:|")
+    disk = statistics.median(next(iter(times.values())))
+    for name, ts in times.items():
+        t = statistics.median(ts)
+        print(f"| {name} | {t:.2f} | {size / 1e6 / t:.0f} | {disk / t:.2f} |")
+
+
 def outputs(work: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (work / "lists").iterdir() if p.suffix in (".lst", ".rec", ".idx")}
 
@@ -80,6 +138,7 @@ def main() -> int:
     p.add_argument("--copies", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cold", action="store_true", help="read from the disk (root: drops the page cache)")
     a = p.parse_args()
     if not a.tree.is_dir():
         subprocess.run([sys.executable, str(HERE / "images.py"), str(a.tree), "--kind", "imagenet",
@@ -88,6 +147,9 @@ def main() -> int:
         tmp = Path(tmp)
         archive = tmp / "imagenet.tar"
         n, size = build_archive(a.tree, archive, a.copies)
+        if a.cold:
+            cold_rounds(archive, tmp, n, size, a)
+            return 0
         times = {"extract + pack": [], "from tar": []}
         results = {}
         for _ in range(a.repeat):
