@@ -18,7 +18,7 @@ from typing import Sequence
 
 ORDER = ("fastrec", "fastrec-2t", "im2rec", "pyturbojpeg", "simplejpeg", "pillow-bilinear", "pillow-lanczos")
 DESCRIBE = {
-    "fastrec": "fastrec core (`Worker.pack_bytes`: DCT-scaled decode + Lanczos + encode + framing)",
+    "fastrec": "fastrec core (`Worker.pack_bytes`: DCT-scaled decode + YCbCr-plane resize (`--filter auto`) + encode + framing)",
     "fastrec-2t": "fastrec core, 2 threads",
     "im2rec": "im2rec.py path (`cv2.imdecode` + `cv2.resize` linear + `cv2.imencode`)",
     "pyturbojpeg": "PyTurboJPEG scaled decode + `cv2.resize` area + encode",
