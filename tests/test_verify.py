@@ -193,7 +193,13 @@ def test_really_killed_pack_fails_verify(good, tmp_path):
     total = len((tmp_path / "data.lst").read_text().splitlines())
     cli = _verify_cli(tmp_path / "data")
     assert cli.returncode == 1 and f"{total - 6} of {total} list items are missing" in cli.stdout, cli.stdout
-    assert "--resume" in cli.stdout
+    # the hint names the image root the manifest recorded, and resuming as it says completes the pack
+    hint = cli.stdout.split("continue it with `", 1)[1].split("`", 1)[0].split()
+    assert hint == ["fastrec", "pack", "--resume", str(tmp_path / "data"), str(good / "images")], cli.stdout
+    resumed = subprocess.run([sys.executable, "-m", "fastrec", *hint[1:], "--resize", "64", "--batch-size", "2",
+                              "--progress", "off"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _verify_cli(tmp_path / "data").returncode == 0
 
 
 def test_pack_killed_before_its_first_record_fails(good, tmp_path):

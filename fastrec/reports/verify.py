@@ -19,6 +19,7 @@ import collections
 import io
 import math
 import os
+import shlex
 from dataclasses import dataclass, field
 
 from fastrec.formats.lists import prefix_files, read_list
@@ -279,7 +280,8 @@ def _check_list(report: Report, base: str, heads: list[tuple[int | None, tuple[f
         what = (f"{len(missing)} of {len(items)} list items are missing (neither a record nor in "
                 f"{os.path.basename(base)}.skipped.tsv), from item {first_line} (id {first.id}, {first.path}) on")
         if tail:
-            what += f"; the pack stopped early: continue it with `fastrec pack --resume {base} ROOT`"
+            what += (f"; the pack stopped early: continue it with `{_pack_command(base, resume=True)}` and "
+                     f"the flags it was packed with (--resume checks them)")
         else:
             what += ("; first missing: " + ", ".join(f"item {ln} (id {it.id})" for ln, it in missing[:5])
                      + "; pack it again (`fastrec pack`)")
@@ -300,7 +302,8 @@ def _check_manifest(report: Report, rec: str) -> None:
     counts = [("list items", manifest.expected, report.expected)]
     if not manifest.complete:   # its counts are the start's (0 written): only the list's size is known
         report.fault(None, None, f"{name} says the pack did not finish; continue it with "
-                                 f"`fastrec pack --resume {os.path.splitext(rec)[0]} ROOT`")
+                                 f"`{_pack_command(os.path.splitext(rec)[0], resume=True)}` and the flags "
+                                 f"it was packed with (--resume checks them)")
     else:
         counts.append(("records", manifest.written, report.records))
         if report.expected is not None:   # the list and skip file were read
@@ -319,6 +322,25 @@ def _check_manifest(report: Report, rec: str) -> None:
                                      f"digest); pack it again")
 
 
+def _pack_command(base: str, resume: bool) -> str:
+    """The `fastrec pack` line that (re)packs `base`, with the image root or archives its manifest
+    recorded (ROOT when there is no readable manifest to say)."""
+    source = "ROOT"
+    try:
+        manifest = read_manifest(manifest_path(base + ".rec"))
+    except (ValueError, OSError):
+        manifest = None
+    if manifest is not None and "root" in manifest.source:
+        source = shlex.quote(manifest.source["root"])
+    elif manifest is not None and manifest.source.get("archives"):
+        paths = [path for path, _ in manifest.source["archives"]]
+        folders = {os.path.dirname(path) for path in paths}
+        if len(paths) > 3 and len(folders) == 1:    # e.g. one tar per class: their folder
+            paths = list(folders)                   # (--resume refuses it if it holds other tars)
+        source = " ".join(f"--from-tar {shlex.quote(path)}" for path in paths)
+    return f"fastrec pack {'--resume ' if resume else ''}{shlex.quote(base)} {source}"
+
+
 def find_recs(prefix: str) -> list[str]:
     """A .rec path, or every .rec whose path starts with PREFIX (like pack's .lst matching)."""
     return prefix_files(prefix, ".rec")[1]
@@ -333,6 +355,6 @@ def verify(prefix: str, decode: bool = False, resize: int | None = None) -> list
         if base not in packed:
             report = Report(base + ".rec")
             report.fault(None, None, f"no .rec for {os.path.basename(lst)}: it was never packed "
-                                     f"(`fastrec pack {base} ROOT`)")
+                                     f"(`{_pack_command(base, resume=False)}`)")
             reports.append(report)
     return reports
