@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from fastrec.formats.lists import ListOptions, make_lists  # noqa: E402
 from fastrec.engine import PackError, PackOptions, pack_prefix  # noqa: E402
 from fastrec.demo.samples import make_odd_files, make_tree  # noqa: E402
 from test_resume import _small_tmpfs  # noqa: E402  (one size-limited tmpfs helper for the full-disk tests)
+from conftest import subprocess_env  # noqa: E402
 
 OUTPUTS = (".rec", ".idx", ".skipped.tsv")
 OPTS = dict(resize=96, quality=85, progress="off", max_skipped=1.0)   # the tree holds bad files on purpose
@@ -317,3 +320,40 @@ def test_full_disk_during_shards_is_clean_and_rerun_completes(tree, local, clust
         assert _leftovers(out) == [] and not list(out.glob("*.shards"))
     finally:
         subprocess.run(["umount", "-l", str(out)], capture_output=True)   # lazy: a worker may still hold it
+
+
+def test_ctrl_c_on_a_local_cluster_is_quiet_and_the_rerun_completes(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while shards run: exit
+    130 within seconds, no traceback from the worker processes, no process left; running the same
+    command again completes byte-identically to a local pack."""
+    from PIL import Image
+    import numpy as np
+
+    (tmp_path / "img" / "c").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (1500, 2000, 3), dtype=np.uint8)).save(tmp_path / "img" / "c" / "x.jpg",
+                                                                                quality=90)
+    lst = "".join(f"{i}\t0.000000\tc/x.jpg\n" for i in range(300))
+    for d in ("dask", "local"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "data.lst").write_text(lst)
+    cmd = [sys.executable, "-m", "fastrec", "pack", str(tmp_path / "dask" / "data"), str(tmp_path / "img"),
+           "--resize", "96", "--dask", "local:1", "--shard-size", "2", "--progress", "off"]
+    run = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    shards = tmp_path / "dask" / "data.rec.shards"
+    deadline = time.monotonic() + 120
+    while not (shards.is_dir() and any(p.suffix == ".idx" for p in shards.iterdir())):
+        assert run.poll() is None and time.monotonic() < deadline, "no shard finished"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and "interrupted" in err and "Traceback" not in err, err[-3000:]
+    deadline = time.monotonic() + 15     # no process of the run left alive (a zombie awaiting init is dead)
+    while (alive := [st for st in subprocess.run(["ps", "-o", "stat=", "-g", str(run.pid)], capture_output=True,
+                                                   text=True).stdout.split() if not st.startswith("Z")]):
+        assert time.monotonic() < deadline, alive
+        time.sleep(0.2)
+    assert subprocess.run(cmd, env=subprocess_env(), capture_output=True).returncode == 0
+    pack_prefix(str(tmp_path / "local" / "data"), str(tmp_path / "img"), PackOptions(resize=96, progress="off"))
+    assert _read(tmp_path / "dask") == _read(tmp_path / "local")

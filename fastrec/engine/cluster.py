@@ -27,6 +27,8 @@ import itertools
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
 
@@ -179,9 +181,17 @@ def _client(address: str):
         if n and not (n.isdigit() and int(n) >= 1):   # local:0 would wait for a worker forever
             raise PackError(f"--dask {address!r}: local:N needs N >= 1 workers")
         workers = int(n or os.cpu_count() or 1)
-        # no dashboard; its HTTP server (always started) on a free port, not on a taken 8787
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", scheduler_kwargs={"dashboard": False})
+        # The worker processes start with Ctrl-C ignored (a disposition they inherit): on Ctrl-C
+        # the client cancels and closes the cluster, without a traceback from every worker.
+        quiet = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if quiet else None
+        try:
+            # no dashboard; its HTTP server (always started) on a free port, not on a taken 8787
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", scheduler_kwargs={"dashboard": False})
+        finally:
+            if quiet:
+                signal.signal(signal.SIGINT, previous)
         return Client(cluster), cluster
     try:
         return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s"), None
