@@ -35,7 +35,7 @@ assert _HEADER_NATIVE.size == HEADER_SIZE
 
 __all__ = [
     "IRHeader", "pack", "unpack", "frame", "frame_py", "RecordIOError",
-    "RecordWriter", "RecordReader", "IndexedRecordReader", "read_index", "record_end",
+    "RecordWriter", "RecordReader", "IndexedRecordReader", "read_index", "iter_index", "record_end",
     "record_end_in_file", "read_record_at", "walk_records", "Framed", "FramingFault",
 ]
 
@@ -297,9 +297,9 @@ class RecordReader:
         self.close()
 
 
-def read_index(idx_path: str | os.PathLike) -> list[tuple[int, int]]:
-    """Parse a .idx file into (key, offset) pairs in file order."""
-    entries = []
+def iter_index(idx_path: str | os.PathLike) -> Iterator[tuple[int, int]]:
+    """The (key, offset) pairs of a .idx file in file order, read as they are walked; a line that
+    is not 'key<TAB>offset' raises RecordIOError when it is reached."""
     try:
         f = open_regular(idx_path)   # a FIFO would block, a device never end
     except NotRegularFile as err:
@@ -308,10 +308,14 @@ def read_index(idx_path: str | os.PathLike) -> list[tuple[int, int]]:
         for lineno, line in enumerate(f, 1):   # bytes: a binary file is a bad line, not a decode error
             fields = line.strip().split(b"\t")
             try:
-                entries.append((int(fields[0]), int(fields[1])))
+                yield int(fields[0]), int(fields[1])
             except (ValueError, IndexError):
                 raise RecordIOError(f"{idx_path}:{lineno}: not a 'key<TAB>offset' line: {line!r}") from None
-    return entries
+
+
+def read_index(idx_path: str | os.PathLike) -> list[tuple[int, int]]:
+    """Parse a .idx file into (key, offset) pairs in file order."""
+    return list(iter_index(idx_path))
 
 
 class IndexedRecordReader(RecordReader):
