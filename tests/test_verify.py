@@ -320,3 +320,34 @@ def test_verify_memory_is_a_few_bytes_a_record(tmp_path):
         f.writelines(f"{i}\t0.000000\tx.jpg\n" for i in range(n, n + 3))
     report = verify_rec(str(tmp_path / "data.rec"))
     assert report.missing == 3 and any("stopped early" in str(f) for f in report.faults), report.lines()
+
+
+def _synthetic_pack(tmp_path: Path, listed: list[int], packed: list[int], idx_lines: list[str] | None = None) -> Path:
+    """A .lst of `listed` ids, a .rec of records with `packed` ids (in that order) and its .idx
+    (or the given lines)."""
+    from fastrec.formats.recordio import IRHeader, frame_py, pack
+
+    (tmp_path / "data.lst").write_text("".join(f"{i}\t0.000000\tc/{i}.jpg\n" for i in listed))
+    rec, lines = bytearray(), []
+    for i in packed:
+        lines.append(f"{i}\t{len(rec)}\n")
+        rec += frame_py(pack(IRHeader(0, 0.0, i, 0), b"\xff\xd8\xff" + bytes(13)))
+    (tmp_path / "data.rec").write_bytes(bytes(rec))
+    (tmp_path / "data.idx").write_text("".join(idx_lines if idx_lines is not None else lines))
+    return tmp_path / "data.rec"
+
+
+def test_a_bad_idx_line_is_the_one_fault_however_late(tmp_path):
+    """A .idx line that is not 'key<TAB>offset' is the fault reported, alone, even after 150
+    lines that would each be a fault (they must not push it out of the 100 listed)."""
+    rec = _synthetic_pack(tmp_path, [0, 1], [0, 1], [f"{i}\t999999\n" for i in range(150)] + ["bad\n"])
+    report = verify_rec(str(rec))
+    assert report.fault_count == 1 and "not a 'key<TAB>offset' line" in str(report.faults[0]), report.lines()
+
+
+def test_records_the_list_does_not_hold_are_named_in_file_order(tmp_path):
+    rec = _synthetic_pack(tmp_path, list(range(5)), list(range(5)) + list(range(1000, 850, -1)))
+    report = verify_rec(str(rec))
+    extra = [str(f) for f in report.faults if "that the list does not hold" in str(f)]
+    assert len(extra) == 100 and report.fault_count >= 150
+    assert "with id 1000 " in extra[0] and "with id 901 " in extra[-1], (extra[0], extra[-1])

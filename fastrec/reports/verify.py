@@ -228,22 +228,24 @@ def _check_not_empty(report: Report) -> None:
 
 
 def _check_index(report: Report, idx: str, size: int, records: _Records) -> None:
-    seen = bytearray(len(records.offsets))
-    try:
-        for line, (key, offset) in enumerate(iter_index(idx), 1):
-            n = records.at(offset)
-            if offset >= size:
-                report.fault(None, offset, f"{idx}:{line}: points past the end of the .rec ({size} bytes)")
-            elif n is None:
-                report.fault(None, offset, f"{idx}:{line}: does not point at the start of a record")
-            else:
-                seen[n] = 1
-                if records.has_id[n] and records.ids[n] != key:
-                    report.fault(n, offset, f"{idx}:{line}: key {key} but the record's header id is "
-                                            f"{records.ids[n]}")
+    try:      # a line that is not 'key<TAB>offset' is the one fault to report: look for it first
+        for _ in iter_index(idx):
+            pass
     except RecordIOError as err:
         report.fault(None, None, str(err))
         return
+    seen = bytearray(len(records.offsets))
+    for line, (key, offset) in enumerate(iter_index(idx), 1):
+        n = records.at(offset)
+        if offset >= size:
+            report.fault(None, offset, f"{idx}:{line}: points past the end of the .rec ({size} bytes)")
+        elif n is None:
+            report.fault(None, offset, f"{idx}:{line}: does not point at the start of a record")
+        else:
+            seen[n] = 1
+            if records.has_id[n] and records.ids[n] != key:
+                report.fault(n, offset, f"{idx}:{line}: key {key} but the record's header id is "
+                                        f"{records.ids[n]}")
     for n in (i for i, s in enumerate(seen) if not s):
         report.fault(n, records.offsets[n], f"record is not in {idx}")
 
@@ -300,7 +302,7 @@ def _check_list(report: Report, base: str, records: _Records) -> None:
             continue
         present_after_missing = present_after_missing or missing > 0
     report.expected, report.missing = count, missing
-    for k in np.flatnonzero(left):
+    for k in sorted(np.flatnonzero(left), key=lambda k: first[k]):    # in the order the .rec holds them
         report.fault(None, None, f"{int(left[k])} record(s) with id {int(unique[k])} that the list does not hold")
     for path, extra in skipped.items():
         if extra > 0:
