@@ -351,3 +351,10 @@ def test_records_the_list_does_not_hold_are_named_in_file_order(tmp_path):
     extra = [str(f) for f in report.faults if "that the list does not hold" in str(f)]
     assert len(extra) == 100 and report.fault_count >= 150
     assert "with id 1000 " in extra[0] and "with id 901 " in extra[-1], (extra[0], extra[-1])
+
+
+def test_a_doubled_record_fails(tmp_path):
+    """A record packed twice (the list holds its id once) is a fault naming the id, never OK."""
+    report = verify_rec(str(_synthetic_pack(tmp_path, [0, 1, 2, 3], [0, 1, 2, 2, 3])))
+    assert not report.ok and report.missing == 0
+    assert any("1 record(s) with id 2 that the list does not hold" in str(f) for f in report.faults), report.lines()

@@ -87,9 +87,10 @@ class Report:
                 "faults": [str(f) for f in self.faults], "notes": self.notes}
 
 
-class _Records:
-    """What verify keeps of each record, in file order, in flat arrays (25 bytes a record, so a
-    14 M-record pack is checked in ~350 MB): its offset, header id (or none) and labels."""
+class _RecordTable:
+    """What verify keeps of each record, in file order, in flat arrays of 25 bytes a record (the
+    id matching against the list adds ~100 bytes a record while it runs): its offset, header id
+    (or none) and labels."""
 
     def __init__(self) -> None:
         self.offsets = array.array("Q")      # increasing: a record's number is its position
@@ -175,7 +176,7 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
     idx = idx if idx is not None else base + ".idx"
     size = os.path.getsize(rec)
     report.bytes = size
-    records = _Records()
+    records = _RecordTable()
     worker = None
     if decode:
         from fastrec._native.core import Worker
@@ -227,7 +228,7 @@ def _check_not_empty(report: Report) -> None:
             f": all {report.skipped} list items were skipped" if report.expected and not report.missing else ""))
 
 
-def _check_index(report: Report, idx: str, size: int, records: _Records) -> None:
+def _check_index(report: Report, idx: str, size: int, records: _RecordTable) -> None:
     try:      # a line that is not 'key<TAB>offset' is the one fault to report: look for it first
         for _ in iter_index(idx):
             pass
@@ -266,7 +267,7 @@ def _listed_labels(labels, packed: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(array.array("f", labels if len(packed) > 1 else labels[:1]).tolist())
 
 
-def _check_list(report: Report, base: str, records: _Records) -> None:
+def _check_list(report: Report, base: str, records: _RecordTable) -> None:
     """Every list item is a record (in list order) with the list's labels, or a skip line; nothing
     else is in the .rec. The list is walked, not loaded; records are matched by id through sorted
     arrays, so memory is a few bytes a record whatever the pack's size."""
@@ -316,8 +317,7 @@ def _check_list(report: Report, base: str, records: _Records) -> None:
                 f"{os.path.basename(base)}.skipped.tsv), from item {first_line} (id {first_item.id}, "
                 f"{first_item.path}) on")
         if not present_after_missing:     # the pack stopped early
-            what += (f"; the pack stopped early: continue it with `{_pack_command(base, resume=True)}` and "
-                     f"the flags it was packed with (--resume checks them)")
+            what += f"; the pack stopped early: continue it with {_resume_hint(base)}"
         else:
             what += ("; first missing: " + ", ".join(f"item {ln} (id {it.id})" for ln, it in first_missing)
                      + "; pack it again (`fastrec pack`)")
@@ -338,8 +338,7 @@ def _check_manifest(report: Report, rec: str) -> None:
     counts = [("list items", manifest.expected, report.expected)]
     if not manifest.complete:   # its counts are the start's (0 written): only the list's size is known
         report.fault(None, None, f"{name} says the pack did not finish; continue it with "
-                                 f"`{_pack_command(os.path.splitext(rec)[0], resume=True)}` and the flags "
-                                 f"it was packed with (--resume checks them)")
+                                 f"{_resume_hint(os.path.splitext(rec)[0])}")
     else:
         counts.append(("records", manifest.written, report.records))
         if report.expected is not None:   # the list and skip file were read
@@ -375,6 +374,10 @@ def _pack_command(base: str, resume: bool) -> str:
             paths = list(folders)                   # (--resume refuses it if it holds other tars)
         source = " ".join(f"--from-tar {shlex.quote(path)}" for path in paths)
     return f"fastrec pack {'--resume ' if resume else ''}{shlex.quote(base)} {source}"
+
+
+def _resume_hint(base: str) -> str:
+    return f"`{_pack_command(base, resume=True)}` and the flags it was packed with (--resume checks them)"
 
 
 def find_recs(prefix: str) -> list[str]:
