@@ -357,3 +357,30 @@ def test_ctrl_c_on_a_local_cluster_is_quiet_and_the_rerun_completes(tmp_path):
     assert subprocess.run(cmd, env=subprocess_env(), capture_output=True).returncode == 0
     pack_prefix(str(tmp_path / "local" / "data"), str(tmp_path / "img"), PackOptions(resize=96, progress="off"))
     assert _read(tmp_path / "dask") == _read(tmp_path / "local")
+
+
+def test_a_list_edited_after_planning_is_refused(tree, cluster, monkeypatch):
+    """Shards are planned from the list, then their items are read again as they are submitted:
+    a label edited in between would pack a shard that its name does not describe. The run fails
+    (DataError) instead of joining a mix of old and new items."""
+    from fastrec.engine import cluster as cl
+    from fastrec.errors import DataError
+
+    c, _ = cluster
+    out = tree / "edited-after-planning"
+    _lists(tree, out)
+    lst = out / "data_1.lst"
+    real_client = cl._client
+
+    def edit_then_connect(address):
+        lines = lst.read_text().splitlines(keepends=True)
+        key, label, path = lines[-1].split("\t")
+        lines[-1] = f"{key}\t{float(label) + 1:f}\t{path}"
+        lst.write_text("".join(lines))
+        return real_client(address)
+
+    monkeypatch.setattr(cl, "_client", edit_then_connect)
+    with pytest.raises(DataError, match="changed while it was being packed"):
+        pack_prefix(str(out / "data"), str(tree / "images"), PackOptions(**OPTS, dask=c.scheduler_address,
+                                                                          shard_size=4))
+    assert not (out / "data_1.rec").exists()

@@ -365,3 +365,35 @@ def test_pack_walks_the_list_a_window_ahead(tmp_path, monkeypatch):
     summary = pack_jobs([job], PackOptions(num_thread=1, batch_size=8, progress="off"))
     assert summary.skipped == 2000 and len(seen) == 250
     assert seen[0] <= 3 * 8 and max(b - a for a, b in zip(seen, seen[1:])) <= 8
+
+
+def test_a_list_edited_while_it_is_packed_is_refused(tmp_path, monkeypatch):
+    """The .lst is read more than once (digest, pack, counts): a label edited in place while the
+    pack runs would give outputs that mix old and new items. The pack fails (DataError, exit 1),
+    its manifest stays unfinished, and verify fails it."""
+    from fastrec.engine import local
+    from fastrec.errors import DataError
+    from fastrec.reports.verify import verify_rec
+
+    (tmp_path / "img" / "c").mkdir(parents=True)
+    (tmp_path / "img" / "c" / "x.jpg").write_bytes(_jpeg(np.random.default_rng(0)))
+    lst = tmp_path / "data.lst"
+    lst.write_text("".join(f"{i}\t0.000000\tc/x.jpg\n" for i in range(5000)))
+    real = local.pack_batch
+    edited = []
+
+    def edit_then_pack(*args, **kwargs):
+        if not edited:   # the pack has started: change the label of an item far ahead of it
+            with open(lst, "r+b") as f:
+                f.seek(lst.stat().st_size - 10)
+                assert f.read(1) == b"0"
+                f.seek(-1, os.SEEK_CUR)
+                f.write(b"1")
+            edited.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(local, "pack_batch", edit_then_pack)
+    with pytest.raises(DataError, match="changed while it was being packed"):
+        pack_prefix(str(tmp_path / "data"), str(tmp_path / "img"),
+                    PackOptions(pass_through=True, batch_size=16, progress="off"))
+    assert edited and not verify_rec(str(tmp_path / "data.rec")).ok

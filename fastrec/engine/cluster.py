@@ -32,7 +32,8 @@ import threading
 import time
 import uuid
 
-from fastrec.engine.local import Job, finish_manifest, list_digest, pack_jobs, source_identity, start_manifest
+from fastrec.engine.local import (Job, finish_manifest, list_changed, list_digest, pack_jobs, source_identity,
+                                  start_manifest)
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
 from fastrec.errors import EnvironmentFault
@@ -106,8 +107,9 @@ def _remove(paths) -> None:
             pass
 
 
-def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary) -> None:
-    """Concatenate the shards in list order into the job's outputs, shifting .idx offsets."""
+def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary, planned: str) -> None:
+    """Concatenate the shards in list order into the job's outputs, shifting .idx offsets.
+    `planned`: the digest of the list the shards were planned from (the manifest must name it)."""
     tmp = f"{job.rec}.joining"
     joined = [tmp + s for s in JOIN_SUFFIXES]
     summary.lists.append(job.rec)
@@ -135,6 +137,9 @@ def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary)
                 f.flush()
                 os.fsync(f.fileno())
         manifest = start_manifest(job, opts)
+        if manifest.list_digest != planned:
+            _remove(joined)
+            raise list_changed(job.lst)
         write_manifest(job.manifest, manifest)   # incomplete while the outputs are being replaced
         os.replace(joined[0], job.rec)
         if os.path.getsize(joined[2]):
@@ -228,11 +233,13 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
     opts.validate()
     plans = []
     for job in jobs:
+        # the list is read again as shards are submitted and joined: each read must find it unchanged
+        planned = list_digest(job.items).hexdigest()
         plan = plan_shards(job, opts, shard_size)
         os.makedirs(_shard_dir(job), exist_ok=True)
         _remove_stale(_shard_dir(job), {os.path.basename(base) + s for _, _, base in plan for s in SHARD_SUFFIXES})
         _remove(glob.glob(glob.escape(job.rec) + ".joining.*"))
-        plans.append((job, plan))
+        plans.append((job, plan, planned))
     client, cluster = _client(address)
     started = time.perf_counter()
     total = Summary()
@@ -240,6 +247,8 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
 
     def submit(job: Job, start: int, stop: int, base: str):
         items = job.items[start:stop]
+        if _shard_base(job, start, shard_identity(job, items, opts)) != base:
+            raise list_changed(job.lst)
         # a tar source travels as the byte ranges of this shard's members only
         source = job.source.subset(i.path for i in items) if job.source is not None else None
         fut = client.submit(pack_shard, items, job.root, base, opts, source, retries=retries, pure=False,
@@ -250,11 +259,11 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
     try:
         from dask.distributed import as_completed
 
-        todo = ((job, *shard) for job, plan in plans for shard in plan)
+        todo = ((job, *shard) for job, plan, _ in plans for shard in plan)
         running = as_completed([submit(job, start, stop, base)
                                 for job, start, stop, base in itertools.islice(todo, _window(client))])
         with make_progress(opts.progress, "count") as progress:
-            task = progress.add_task("shards", total=sum(len(plan) for _, plan in plans))
+            task = progress.add_task("shards", total=sum(len(plan) for _, plan, _ in plans))
             for fut in running:
                 try:
                     total.bytes_in += fut.result()
@@ -265,11 +274,11 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
                 nxt = next(todo, None)
                 if nxt is not None:
                     running.add(submit(*nxt))
-        for job, plan in plans:
-            join_shards(job, [base for _, _, base in plan], opts, total)
+        for job, plan, planned in plans:
+            join_shards(job, [base for _, _, base in plan], opts, total, planned)
     except BaseException as err:
         _settle(client, list(in_flight), interrupted=not isinstance(err, Exception))
-        for job, _ in plans:   # shards are kept for the rerun; their temporaries are not
+        for job, _, _ in plans:   # shards are kept for the rerun; their temporaries are not
             _remove(glob.glob(os.path.join(glob.escape(_shard_dir(job)), "*.tmp-*")))
         raise
     finally:

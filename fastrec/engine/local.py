@@ -26,7 +26,7 @@ from fastrec._version import __version__
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.reader import Batch, Feed, default_budget
 from fastrec.engine.outcome import Outcome, Summary
-from fastrec.errors import EnvironmentFault, UsageError
+from fastrec.errors import DataError, EnvironmentFault, UsageError
 from fastrec.formats.lists import ListItem, read_list, synset_of
 from fastrec.formats.manifest import (ListDigest, Manifest, label_key, manifest_path, read_manifest,
                                       setting_differences, write_manifest)
@@ -259,9 +259,22 @@ def source_identity(job: Job) -> dict:
 
 def list_digest(items: Iterable[ListItem]) -> ListDigest:
     digest = ListDigest()
+    for _ in digested(items, digest):
+        pass
+    return digest
+
+
+def list_changed(lst: str) -> DataError:
+    """The fault of a .lst edited or replaced while it was packed (it is read more than once)."""
+    return DataError(f"{lst} changed while it was being packed (its items are not those the pack started "
+                     f"from), so the outputs would mix old and new items; pack it again, without --resume")
+
+
+def digested(items: Iterable[ListItem], digest: ListDigest) -> Iterator[ListItem]:
+    """`items`, fed to `digest` as they are walked."""
     for item in items:
         digest.update(item.id, item.labels, item.path)
-    return digest
+        yield item
 
 
 def start_manifest(job: Job, opts: PackOptions) -> Manifest:
@@ -460,7 +473,8 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
         point = resume_point(job)
     done = point.items_done if point else 0
     total = manifest.expected if manifest is not None else len(job.items)
-    todo = itertools.islice(job.items, done, None)
+    packed = ListDigest()      # of the items this walk packs: the list must not change under the pack
+    todo = itertools.islice(digested(job.items, packed), done, None)
     if point:
         summary.resumed_from = point.items_done
     out = _Outputs(job, point)
@@ -507,6 +521,8 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
     feed.close()
     out.close()
     if manifest is not None:
+        if packed.hexdigest() != manifest.list_digest:
+            raise list_changed(job.lst)      # the manifest stays unfinished: verify fails the pack too
         _write_manifest(job, finish_manifest(job, manifest))
     summary.seconds = time.perf_counter() - started
     log.debug("%s: %d records, %d skipped in %.2f s", job.rec, summary.images, summary.skipped, summary.seconds)
