@@ -17,6 +17,10 @@ system-deps:
 	  echo "installing libjpeg-turbo development headers (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg-dev; \
 	fi
+	@if [ ! -f /usr/include/xxhash.h ]; then \
+	  echo "installing the xxHash header (apt-get; header-only: the record fingerprints)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxxhash-dev; \
+	fi
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -5,8 +5,8 @@ from glob import glob
 
 from setuptools import Extension, setup
 
-HEADERS = ("jpeglib.h",)
-DEBIAN_PACKAGES = "libjpeg62-turbo-dev (Debian) or libjpeg-turbo8-dev (Ubuntu)"
+HEADERS = {"jpeglib.h": "libjpeg62-turbo-dev (Debian) or libjpeg-turbo8-dev (Ubuntu)",
+           "xxhash.h": "libxxhash-dev (header-only here: the record fingerprints)"}
 INCLUDE_DIRS = ["/usr/include", "/usr/local/include", "/opt/libjpeg-turbo/include"]
 
 
@@ -15,8 +15,8 @@ def check_headers() -> None:
     missing = [h for h in HEADERS if not any(os.path.exists(os.path.join(d, h)) for d in INCLUDE_DIRS)]
     if missing:
         sys.exit(
-            f"fastrec: missing {', '.join(missing)}: install the libjpeg-turbo development "
-            f"headers, e.g. `sudo apt-get install {DEBIAN_PACKAGES}` (or `make install`)."
+            f"fastrec: missing {', '.join(missing)}: install the development headers, e.g. "
+            f"`sudo apt-get install {' and '.join(HEADERS[h] for h in missing)}` (or `make install`)."
         )
 
 

@@ -12,6 +12,7 @@
 
 #include "decode.h"
 #include "encode.h"
+#include "fingerprint.h"
 #include "recordio.h"
 
 struct fr_worker {
@@ -143,13 +144,17 @@ static int begin_payload(fr_worker *w, const fr_record_head *h)
 
 static void finish_record(fr_worker *w, fr_buf *out, fr_result *res)
 {
+    size_t start = out->len;
     int rc = fr_recordio_frame(w->payload.data, w->payload.len, out);
     if (rc == -2)
         fail(res, FR_SKIP_RECORD_TOO_LARGE, "record reaches RecordIO's 2^29-byte limit");
     else if (rc)
         fail(res, FR_SKIP_NO_MEMORY, "cannot grow the output buffer");
-    else
+    else {
         res->status = FR_OK;
+        /* the whole framed record, as the .rec will hold it: verify checks framing too */
+        res->record_digest = fr_fingerprint(out->data + start, out->len - start);
+    }
 }
 
 /* Header + rows of RGB (from RGBX), RGBA or gray bytes, unframed: Python turns them into a PNG. */
@@ -403,6 +408,7 @@ void fr_pack_bytes(fr_worker *w, const fr_options *o, const uint8_t *data, size_
     memset(res, 0, sizeof *res);
     res->in_bytes = len;
     res->scale_denom = 1;
+    res->source_digest = fr_fingerprint(data, len);
     if (len == 0) {
         fail(res, FR_SKIP_EMPTY, "the file is empty");
         return;

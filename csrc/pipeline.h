@@ -41,6 +41,8 @@ typedef struct {
     int out_width, out_height; /* size of the packed image */
     int scale_denom;           /* DCT reduction used */
     uint64_t in_bytes;
+    uint64_t source_digest;    /* fr_fingerprint of the source bytes as read (0 from pixels) */
+    uint64_t record_digest;    /* fr_fingerprint of the framed record appended (status FR_OK) */
     char message[FR_MESSAGE_LEN];
 } fr_result;
 

@@ -14,8 +14,8 @@ import operator
 import os
 
 from fastrec._native.csrc cimport (
-    fr_buf, fr_buf_free, fr_options, fr_record_head, fr_result, fr_worker, fr_worker_new,
-    fr_worker_free, fr_pack_file, fr_pack_bytes, fr_pack_pixels, fr_output_size, fr_status_name,
+    fr_buf, fr_buf_free, FR_OK, fr_options, fr_record_head, fr_result, fr_worker, fr_worker_new,
+    fr_worker_free, fr_fingerprint, fr_pack_file, fr_pack_bytes, fr_pack_pixels, fr_output_size, fr_status_name,
     FR_STATUS_COUNT, FR_FILTER_TRIANGLE, FR_FILTER_BICUBIC, FR_FILTER_LANCZOS, FR_FILTER_AUTO,
 )
 
@@ -65,6 +65,28 @@ def output_size(width, height, resize, bint no_upscale=False):
     fr_output_size(&o, _checked_int("width", width, 1, INT_MAX), _checked_int("height", height, 1, INT_MAX),
                    &ow, &oh)
     return ow, oh
+
+
+def fingerprint(data):
+    """XXH3-64 of a bytes-like object (the GIL is released while it hashes): the digest the pack
+    core records for every source and every framed record (see formats/fingerprints.py)."""
+    cdef const uint8_t[::1] view = memoryview(data).cast("B")
+    cdef uint64_t h
+    if view.shape[0] == 0:
+        return fr_fingerprint(NULL, 0)
+    with nogil:
+        h = fr_fingerprint(&view[0], view.shape[0])
+    return h
+
+
+def _digest_view(digests, Py_ssize_t n):
+    """The caller's `digests` buffer as 2 x n writable uint64 slots (None without one)."""
+    if digests is None:
+        return None
+    cdef uint64_t[::1] view = digests
+    if view.shape[0] < 2 * n:
+        raise ValueError(f"digests holds {view.shape[0]} uint64 slots, the batch needs {2 * n}")
+    return view
 
 
 cdef class _Heads:
@@ -180,8 +202,9 @@ cdef class Worker:
         fr_worker_free(self.w)
 
     cdef tuple _run(self, _Heads heads, Py_ssize_t n, const char **paths, const uint8_t **datas,
-                    const size_t *lens):
-        """Pack n items, from files (`paths`) or from memory (`datas`, `lens`), without the GIL."""
+                    const size_t *lens, uint64_t *digests):
+        """Pack n items, from files (`paths`) or from memory (`datas`, `lens`), without the GIL;
+        `digests` (or NULL) receives each item's (source, record) fingerprints."""
         cdef Py_ssize_t i
         cdef fr_result *res = <fr_result *>malloc(max(n, 1) * sizeof(fr_result))
         cdef size_t *ends = <size_t *>malloc(max(n, 1) * sizeof(size_t))
@@ -197,12 +220,15 @@ cdef class Worker:
                     else:
                         fr_pack_bytes(self.w, &self.o, datas[i], lens[i], &heads.heads[i], out, &res[i])
                     ends[i] = out.len
+                    if digests != NULL:
+                        digests[2 * i] = res[i].source_digest
+                        digests[2 * i + 1] = res[i].record_digest if res[i].status == FR_OK else 0
             return memoryview(records), [_result_tuple(&res[i], ends[i]) for i in range(n)]
         finally:
             free(res)
             free(ends)
 
-    def pack_files(self, list ids, list labels, list paths not None):
+    def pack_files(self, list ids, list labels, list paths not None, digests=None):
         """Pack files into framed records: returns (records, results).
 
         `labels[i]` is a float (flag 0) or a tuple of floats (flag = its length); `paths[i]` is
@@ -210,10 +236,13 @@ cdef class Worker:
         copies; bytes(records) makes a copy, e.g. to pickle) holds the framed records of the
         items whose status is OK, back to back;
         results[i] = (status, end offset in records, message, in_w, in_h, out_w, out_h,
-        scale_denom, in_bytes).
+        scale_denom, in_bytes). `digests`, if given, is a writable uint64 buffer of 2 x n slots
+        that receives each item's (source bytes, framed record) fingerprints (record 0 if not OK).
         """
         cdef Py_ssize_t i, n = len(paths)
         cdef _Heads heads = _Heads(ids, labels, n)
+        cdef uint64_t[::1] dview = _digest_view(digests, n)
+        cdef uint64_t *dslots = &dview[0] if dview is not None and n else NULL
         encoded = [_checked_path(p) for p in paths]   # keeps the C strings alive
         cdef const char **cpaths = <const char **>malloc(max(n, 1) * sizeof(char *))
         if not cpaths:
@@ -221,14 +250,16 @@ cdef class Worker:
         try:
             for i in range(n):
                 cpaths[i] = <bytes>encoded[i]
-            return self._run(heads, n, cpaths, NULL, NULL)
+            return self._run(heads, n, cpaths, NULL, NULL, dslots)
         finally:
             free(cpaths)
 
-    def pack_bytes(self, list ids, list labels, list datas not None):
+    def pack_bytes(self, list ids, list labels, list datas not None, digests=None):
         """Like pack_files, from in-memory file contents (bytes-like objects)."""
         cdef Py_ssize_t i, n = len(datas)
         cdef _Heads heads = _Heads(ids, labels, n)
+        cdef uint64_t[::1] dview = _digest_view(digests, n)
+        cdef uint64_t *dslots = &dview[0] if dview is not None and n else NULL
         cdef const uint8_t **ptrs = <const uint8_t **>malloc(max(n, 1) * sizeof(uint8_t *))
         cdef size_t *lens = <size_t *>malloc(max(n, 1) * sizeof(size_t))
         cdef const uint8_t[::1] view
@@ -240,19 +271,22 @@ cdef class Worker:
                 view = views[i]
                 lens[i] = view.shape[0]
                 ptrs[i] = &view[0] if lens[i] else NULL
-            return self._run(heads, n, NULL, ptrs, lens)
+            return self._run(heads, n, NULL, ptrs, lens, dslots)
         finally:
             free(ptrs)
             free(lens)
 
-    def pack_pixels(self, pixels, id, label):
-        """Pack an already decoded, upright image (uint8 array HxW, HxWx3 or HxWx4): (record, result)."""
+    def pack_pixels(self, pixels, id, label, digests=None):
+        """Pack an already decoded, upright image (uint8 array HxW, HxWx3 or HxWx4): (record, result).
+        `digests` (2 uint64 slots), if given, receives (0, the framed record's fingerprint)."""
         cdef const uint8_t[:, :, ::1] px3
         cdef const uint8_t[:, ::1] px2
         cdef const uint8_t *data
         cdef int height, width, channels
         cdef size_t stride
         cdef _Heads heads = _Heads([id], [label], 1)
+        cdef uint64_t[::1] dview = _digest_view(digests, 1)
+        cdef uint64_t *dslots = &dview[0] if dview is not None else NULL
         cdef fr_result res
         cdef fr_buf out
         out.data = NULL
@@ -278,6 +312,9 @@ cdef class Worker:
                 fr_pack_pixels(self.w, &self.o, data, width, height, channels, stride,
                                &heads.heads[0], &out, &res)
             blob = PyBytes_FromStringAndSize(<char *>out.data, out.len) if out.len else b""
+            if dslots != NULL:
+                dslots[0] = 0
+                dslots[1] = res.record_digest if res.status == FR_OK else 0
             return blob, _result_tuple(&res, out.len)
         finally:
             fr_buf_free(&out)

@@ -24,6 +24,10 @@ cdef extern from "recordio.h" nogil:
     void fr_f32le_write(uint8_t *dst, float v)
 
 
+cdef extern from "fingerprint.h" nogil:
+    uint64_t fr_fingerprint(const void *data, size_t len)
+
+
 cdef extern from "status.h" nogil:
     enum:
         FR_OK
@@ -70,6 +74,8 @@ cdef extern from "pipeline.h" nogil:
         int out_width, out_height
         int scale_denom
         uint64_t in_bytes
+        uint64_t source_digest
+        uint64_t record_digest
         char message[200]
 
     ctypedef struct fr_worker:

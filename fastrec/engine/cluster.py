@@ -32,16 +32,20 @@ import threading
 import time
 import uuid
 
+from fastrec._native.core import fingerprint
+from fastrec._version import __version__
 from fastrec.engine.local import (Job, finish_manifest, list_changed, list_digest, pack_jobs, source_identity,
                                   start_manifest)
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
-from fastrec.errors import EnvironmentFault
-from fastrec.formats.manifest import write_manifest
+from fastrec.errors import DataError, EnvironmentFault
+from fastrec.formats.fingerprints import HEADER_BYTES, FingerprintsError, entries_bytes, iter_entries, open_entries
+from fastrec.formats.fingerprints import SUFFIX as FP_SUFFIX
+from fastrec.formats.manifest import FORMAT_VERSION, write_manifest
 from fastrec.progress import make_progress
 
-SHARD_SUFFIXES = (".rec", ".idx", ".skipped.tsv")   # the skip file only when something was skipped
-JOIN_SUFFIXES = (".rec", ".idx", ".skip")
+SHARD_SUFFIXES = (".rec", ".idx", ".skipped.tsv", FP_SUFFIX)   # the skip file only when something was skipped
+JOIN_SUFFIXES = (".rec", ".idx", ".skip", FP_SUFFIX)
 CONNECT_TIMEOUT_S = 15
 RERUN = "run the same command again to continue: complete shards are kept and reused"
 
@@ -51,10 +55,12 @@ def _shard_dir(job: Job) -> str:
 
 
 def shard_identity(job: Job, items: list, opts: PackOptions) -> str:
-    """A digest of what makes a shard's bytes: its items, the byte-changing settings, the source."""
+    """A digest of what makes a shard's bytes: its items, the byte-changing settings, the source,
+    and the fastrec and pack format that write them (another fastrec's shards are not reused)."""
     h = hashlib.sha256()
     h.update(list_digest(items).hexdigest().encode())
-    h.update(json.dumps([opts.settings(), source_identity(job)], sort_keys=True).encode())
+    h.update(json.dumps([opts.settings(), source_identity(job), __version__, FORMAT_VERSION],
+                        sort_keys=True).encode())
     return h.hexdigest()[:20]
 
 
@@ -84,11 +90,12 @@ def pack_shard(items: list, root: str, base: str, opts: PackOptions, source=None
     shard = Job(items, root, tmp + ".rec", tmp + ".idx", tmp + ".skipped.tsv", source)
     try:
         summary = pack_jobs([shard], dataclasses.replace(opts, resume=False, progress="off", dask=None))
-        # .rec and .skipped.tsv (if anything was skipped) first: the .idx appearing last marks the
-        # shard complete.
+        # .rec, .fingerprints and .skipped.tsv (if anything was skipped) first: the .idx appearing
+        # last marks the shard complete.
         if os.path.exists(tmp + ".skipped.tsv"):
             os.replace(tmp + ".skipped.tsv", base + ".skipped.tsv")
         os.replace(tmp + ".rec", base + ".rec")
+        os.replace(tmp + FP_SUFFIX, base + FP_SUFFIX)
         os.replace(tmp + ".idx", base + ".idx")
     except BaseException as err:
         _remove(tmp + s for s in SHARD_SUFFIXES)
@@ -107,8 +114,38 @@ def _remove(paths) -> None:
             pass
 
 
+def _shard_damaged(base: str, what: str) -> DataError:
+    """A complete shard whose files disagree with its fingerprints was altered on disk: it is
+    removed, so that the rerun packs it again."""
+    _remove(base + s for s in SHARD_SUFFIXES)
+    return DataError(f"the shard {base} {what}, so it was altered after it was written; it was removed: {RERUN}")
+
+
+def _copy_checked(base: str, rec, idx, fp) -> int:
+    """Append one shard's records, .idx lines (offsets shifted) and fingerprints entries, checking
+    each record's id and bytes against the shard's fingerprints. Returns the records copied."""
+    offset = rec.tell()
+    size = os.path.getsize(base + ".rec")
+    with open(base + ".idx", "rb") as part_idx:
+        lines = [line.rstrip(b"\n").split(b"\t") for line in part_idx]   # one shard's lines: bounded
+    sidecar, count = open_entries(base + FP_SUFFIX)
+    with sidecar, open(base + ".rec", "rb") as part:
+        if count != len(lines):
+            raise _shard_damaged(base, f"has {len(lines)} .idx lines but {count} fingerprints")
+        ends = [int(pos) for _, pos in lines[1:]] + [size]
+        for (key, pos), end, entry in zip(lines, ends, iter_entries(sidecar, count)):
+            record = part.read(end - int(pos))
+            if int(key) != entry[0] or int(pos) + len(record) != end or fingerprint(record) != entry[2]:
+                raise _shard_damaged(base, f"holds a record (id {int(key)}) that does not match its fingerprints")
+            rec.write(record)
+            idx.write(b"%s\t%d\n" % (key, int(pos) + offset))
+            fp.write(entries_bytes([entry]))
+    return len(lines)
+
+
 def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary, planned: str) -> None:
-    """Concatenate the shards in list order into the job's outputs, shifting .idx offsets.
+    """Concatenate the shards in list order into the job's outputs, shifting .idx offsets and
+    checking every record against its shard's fingerprints.
     `planned`: the digest of the list the shards were planned from (the manifest must name it)."""
     tmp = f"{job.rec}.joining"
     joined = [tmp + s for s in JOIN_SUFFIXES]
@@ -116,16 +153,15 @@ def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary,
     images = skipped = written = 0
     reasons = summary.reasons.copy()
     try:
-        with open(joined[0], "wb") as rec, open(joined[1], "wb") as idx, open(joined[2], "wb") as skip:
+        with open(joined[0], "wb") as rec, open(joined[1], "wb") as idx, open(joined[2], "wb") as skip, \
+                open(joined[3], "wb") as fp:
+            fp.write(HEADER_BYTES)
             for base in bases:
                 offset = rec.tell()
-                with open(base + ".rec", "rb") as part:
-                    shutil.copyfileobj(part, rec, 1 << 22)
-                with open(base + ".idx", "rb") as part:
-                    for line in part:
-                        key, pos = line.rstrip(b"\n").split(b"\t")
-                        idx.write(b"%s\t%d\n" % (key, int(pos) + offset))
-                        images += 1
+                try:
+                    images += _copy_checked(base, rec, idx, fp)
+                except (FingerprintsError, FileNotFoundError, ValueError) as err:   # not a shard's files
+                    raise _shard_damaged(base, f"cannot be checked against its fingerprints ({err})") from None
                 with open(base + ".skipped.tsv", "rb") if os.path.exists(base + ".skipped.tsv") \
                         else open(os.devnull, "rb") as part:    # no skip file: nothing skipped
                     for line in part:
@@ -133,7 +169,7 @@ def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary,
                         skipped += 1
                         reasons[line.split(b"\t")[1].decode()] += 1
                 written += rec.tell() - offset
-            for f in (rec, idx, skip):
+            for f in (rec, idx, skip, fp):
                 f.flush()
                 os.fsync(f.fileno())
         manifest = start_manifest(job, opts)
@@ -142,6 +178,7 @@ def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary,
             raise list_changed(job.lst)
         write_manifest(job.manifest, manifest)   # incomplete while the outputs are being replaced
         os.replace(joined[0], job.rec)
+        os.replace(joined[3], job.fingerprints)
         if os.path.getsize(joined[2]):
             os.replace(joined[2], job.skipped)
         else:   # nothing skipped: no skip file, as a local pack leaves none
@@ -150,6 +187,9 @@ def join_shards(job: Job, bases: list[str], opts: PackOptions, summary: Summary,
                 os.remove(job.skipped)
         os.replace(joined[1], job.idx)
         write_manifest(job.manifest, finish_manifest(job, manifest))
+    except DataError:
+        _remove(joined)
+        raise
     except OSError as err:
         _remove(joined)
         raise EnvironmentFault(f"joining the shards into {job.rec} failed: {err.strerror or err}; fix that "

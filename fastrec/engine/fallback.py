@@ -12,13 +12,14 @@ host's: --max-pixels is checked here, after the header is read and before the pi
 """
 from __future__ import annotations
 
+import array
 import io
 import os
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fastrec._native.core import OK, STATUS_NAMES
+from fastrec._native.core import OK, STATUS_NAMES, fingerprint
 from fastrec._native.recordio import frame
 from fastrec.engine.options import PackOptions
 from fastrec.engine.outcome import Outcome
@@ -85,9 +86,7 @@ def decode(fp, color: int, max_pixels: int) -> np.ndarray | tuple[str, str]:
 
 def pack(worker, path: bytes, id_: int, label, opts: PackOptions, data: bytes | None = None) -> Outcome:
     """Decode with Pillow (from `data` if given, else the file) and pack with the native worker."""
-    if data is not None:
-        px, in_bytes = decode(io.BytesIO(data), opts.color, opts.max_pixels), len(data)
-    else:
+    if data is None:
         try:
             f = open_regular(path)
         except NotRegularFile as err:
@@ -95,13 +94,21 @@ def pack(worker, path: bytes, id_: int, label, opts: PackOptions, data: bytes | 
         except OSError as err:
             return Outcome(None, "read-error", str(err))
         with f:
-            px, in_bytes = decode(f, opts.color, opts.max_pixels), os.fstat(f.fileno()).st_size
+            try:
+                data = f.read(opts.max_bytes + 1)   # the bytes fingerprinted are the bytes decoded
+            except OSError as err:
+                return Outcome(None, "read-error", str(err))
+        if len(data) > opts.max_bytes:
+            return Outcome(None, "file-too-large", f"above the limit of {opts.max_bytes} bytes")
+    px, in_bytes = decode(io.BytesIO(data), opts.color, opts.max_pixels), len(data)
     if isinstance(px, tuple):
         return Outcome(None, px[0], px[1])
-    record, (status, _, message, _, _, w, h, _, _) = worker.pack_pixels(px, id_, label)
+    digests = array.array("Q", bytes(16))
+    record, (status, _, message, _, _, w, h, _, _) = worker.pack_pixels(px, id_, label, digests=digests)
     if status != OK:
         return Outcome(None, STATUS_NAMES[status], message)
-    return Outcome(record, in_bytes=in_bytes, size=(w, h))
+    return Outcome(record, in_bytes=in_bytes, size=(w, h), source_digest=fingerprint(data),
+                   record_digest=digests[1])
 
 
 def raw_to_png(outcome: Outcome, opts: PackOptions) -> Outcome:
@@ -117,4 +124,5 @@ def raw_to_png(outcome: Outcome, opts: PackOptions) -> Outcome:
     Image.fromarray(arr, {1: "L", 3: "RGB", 4: "RGBA"}[channels]).save(
         buf, "PNG", compress_level=max(0, min(opts.quality, 9)))  # OpenCV clamps to 0..9, so do we
     outcome.record = frame(bytes(data[:head_len]) + buf.getvalue())
+    outcome.record_digest = fingerprint(outcome.record)   # the record the .rec holds is the PNG one
     return outcome

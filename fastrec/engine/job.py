@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from fastrec.formats.fingerprints import fingerprints_path
 from fastrec.formats.lists import ListItem, read_list
 from fastrec.formats.manifest import manifest_path
 
@@ -60,3 +61,7 @@ class Job:
     @property
     def manifest(self) -> str:
         return manifest_path(self.rec)
+
+    @property
+    def fingerprints(self) -> str:
+        return fingerprints_path(self.rec)

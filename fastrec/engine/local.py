@@ -10,6 +10,7 @@ at the end; `--resume` refuses to continue a pack whose manifest differs (`check
 """
 from __future__ import annotations
 
+import array
 import collections
 import itertools
 import logging
@@ -101,12 +102,14 @@ def _pack_read(items: Sequence[ListItem], opts: PackOptions, reads: list) -> lis
         datas.append(reads[i])
         where.append(i)
     worker = _thread_worker(opts)
-    blob, results = worker.pack_bytes(ids, labels, datas)
+    digests = array.array("Q", bytes(16 * len(datas)))   # (source, record) per item, filled by the core
+    blob, results = worker.pack_bytes(ids, labels, datas, digests=digests)
     start = 0
     for j, (status, end, message, _, _, out_w, out_h, _, in_bytes) in enumerate(results):
         i = where[j]
         if status == OK:
-            outcomes[i] = Outcome(blob[start:end], in_bytes=in_bytes, size=(out_w, out_h))
+            outcomes[i] = Outcome(blob[start:end], in_bytes=in_bytes, size=(out_w, out_h),
+                                  source_digest=digests[2 * j], record_digest=digests[2 * j + 1])
             start = end
         elif status == NEEDS_FALLBACK:
             from fastrec.engine import fallback   # Pillow and numpy load only when a file needs them

@@ -14,8 +14,8 @@ from fastrec.engine.options import PackOptions
 from fastrec.engine.outputs import _complete_lines, _count_lines, _Outputs
 from fastrec.errors import DataError, EnvironmentFault, UsageError
 from fastrec.formats.lists import ListItem, synset_of
-from fastrec.formats.manifest import (ListDigest, Manifest, label_key, read_manifest, setting_differences,
-                                      write_manifest)
+from fastrec.formats.manifest import (FORMAT_VERSION, ListDigest, Manifest, label_key, read_manifest,
+                                      setting_differences, write_manifest)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def start_manifest(job: Job, opts: PackOptions) -> Manifest:
         classes = {k: names[int(k)] for k in classes if k.isdigit() and int(k) < len(names)}
     return Manifest(fastrec=__version__, settings=opts.settings(), list=job.lst,
                     list_digest=digest.hexdigest(), source=source_identity(job),
-                    expected=len(job.items), classes=classes)
+                    expected=len(job.items), classes=classes, format=FORMAT_VERSION,
+                    fingerprints=os.path.basename(job.fingerprints))
 
 
 def finish_manifest(job: Job, manifest: Manifest) -> Manifest:
@@ -106,6 +107,10 @@ def check_resumable(job: Job, fresh: Manifest) -> None:
             log.warning("%s has no manifest (made by im2rec or an older fastrec): cannot check that it was "
                         "packed with these settings and this list; resuming as asked", job.rec)
         return
+    if (old.fastrec, old.format) != (__version__, FORMAT_VERSION):   # another writer: other bytes, maybe
+        raise UsageError(f"cannot --resume {job.rec}: it was packed by fastrec {old.fastrec} (pack format "
+                         f"{old.format}), this is fastrec {__version__} (pack format {FORMAT_VERSION}), whose "
+                         f"bytes may differ; pack it again without --resume (the files are untouched)")
     problems = []
     changed = setting_differences(old.settings, fresh.settings)
     if changed:

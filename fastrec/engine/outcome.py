@@ -14,6 +14,8 @@ class Outcome:
     message: str = ""
     in_bytes: int = 0
     size: tuple[int, int] = (0, 0)   # (width, height) of the packed image
+    source_digest: int = 0           # fingerprint of the source's bytes as read (formats/fingerprints.py)
+    record_digest: int = 0           # fingerprint of `record`, the framed record as the .rec holds it
 
 
 @dataclass

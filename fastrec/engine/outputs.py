@@ -1,16 +1,20 @@
 """A pack's output files: how much of them an interrupted pack left (`resume_point`), and
 `_Outputs`, which appends batches in the crash-safe order: the .rec bytes first, then the skip
-lines, then the .idx lines, so the .idx never names a record that is not wholly in the .rec."""
+lines, then the fingerprints, then the .idx lines, so the .idx never names a record that is not
+wholly in the .rec nor one without its fingerprints."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from fastrec._native.core import fingerprint
 from fastrec.engine.job import Job
 from fastrec.engine.options import PackError
 from fastrec.engine.outcome import Outcome
-from fastrec.errors import EnvironmentFault
+from fastrec.errors import DataError, EnvironmentFault
+from fastrec.formats.fingerprints import (HEADER_BYTES, FingerprintsError, entries_bytes, iter_entries,
+                                          open_entries, size_for)
 from fastrec.formats.lists import ListItem
 from fastrec.formats.recordio import record_end_in_file
 
@@ -53,14 +57,25 @@ def resume_point(job: Job) -> ResumePoint:
     """How much of `job` its outputs already hold, by walking the list against them.
 
     Item by item: if the next skip line names the item's path, it was skipped; else if the next
-    .idx line has the item's id and its record is whole and directly follows the previous one,
-    it was packed; otherwise the work stops here. Whatever follows is a torn tail to cut.
+    .idx line has the item's id, its record is whole, directly follows the previous one and has
+    its fingerprints entry, it was packed; otherwise the work stops here. Whatever follows is a
+    torn tail to cut. A kept record whose bytes or id disagree with its fingerprints was altered
+    after it was written: DataError, and nothing is cut.
     """
     point = ResumePoint()
     idx_lines, skip_lines = _complete_lines(job.idx), _complete_lines(job.skipped)
     idx_line, skip_line = next(idx_lines, None), next(skip_lines, None)
     rec_size = os.path.getsize(job.rec) if os.path.exists(job.rec) else 0
-    with open(job.rec, "rb") if rec_size else open(os.devnull, "rb") as rec:
+    try:
+        sidecar, entries = open_entries(job.fingerprints)
+    except FileNotFoundError:    # im2rec's outputs, or a crash before the first write: redo them
+        sidecar, entries = open(os.devnull, "rb"), 0
+    except FingerprintsError:
+        if rec_size:
+            raise
+        sidecar, entries = open(os.devnull, "rb"), 0   # a torn header before any record: redo it
+    with sidecar, open(job.rec, "rb") if rec_size else open(os.devnull, "rb") as rec:
+        kept = iter_entries(sidecar, entries)
         for item in job.items:
             if skip_line is not None and skip_line.split(b"\t", 1)[0] == os.fsencode(item.path):
                 point.skip_bytes += len(skip_line)
@@ -78,8 +93,14 @@ def resume_point(job: Job) -> ResumePoint:
             if key != item.id or offset != point.rec_bytes:
                 break
             end = record_end_in_file(rec, offset, rec_size)
-            if end is None:
+            entry = next(kept, None)
+            if end is None or entry is None:
                 break
+            rec.seek(offset)
+            if entry[0] != key or entry[2] != fingerprint(rec.read(end - offset)):
+                raise DataError(f"cannot --resume {job.rec}: record {point.records} (id {key}, at byte {offset}) "
+                                f"does not match {job.fingerprints}, so the outputs were altered after they "
+                                f"were written; pack again without --resume")
             point.rec_bytes = end
             point.idx_bytes += len(idx_line)
             point.records += 1
@@ -97,14 +118,14 @@ def _truncate(path: str, size: int) -> None:
 def _refuse_odd_outputs(job: Job) -> None:
     """An output's name taken by a folder, FIFO, socket or device is refused before anything is
     read or opened (opening a FIFO blocks forever; a folder fails halfway through a resume)."""
-    for path in (job.rec, job.idx, job.skipped, job.manifest):
+    for path in (job.rec, job.idx, job.skipped, job.fingerprints, job.manifest):
         if os.path.exists(path) and not os.path.isfile(path):   # a dangling link is written through
             raise PackError(f"cannot write {path}: it is there but is not a regular file; move it away and rerun")
 
 
 class _Outputs:
-    """The three output files of a list, appended in the crash-safe order. The .skipped.tsv
-    exists only when something was skipped (it is opened at the first skip)."""
+    """The output files of a list, appended in the crash-safe order. The .skipped.tsv exists
+    only when something was skipped (it is opened at the first skip)."""
 
     def __init__(self, job: Job, point: ResumePoint | None):
         mode = "r+b" if point else "wb"
@@ -113,6 +134,8 @@ class _Outputs:
                 if not os.path.exists(path):
                     open(path, "wb").close()
                 _truncate(path, size)
+            if point.records:
+                _truncate(job.fingerprints, size_for(point.records))
             if os.path.exists(job.skipped):
                 _truncate(job.skipped, point.skip_bytes)
         if os.path.exists(job.skipped) and not (point and point.skip_bytes):
@@ -122,21 +145,24 @@ class _Outputs:
         try:
             self.rec = open(job.rec, mode)
             self.idx = open(job.idx, mode)
+            self.fp = open(job.fingerprints, "r+b" if point and point.records else "wb")
+            if self.fp.tell() == 0 and not (point and point.records):
+                self.fp.write(HEADER_BYTES)
             if os.path.exists(job.skipped):
                 self.skip = open(job.skipped, "ab")
         except OSError as err:
             raise PackError(f"cannot write {err.filename}: {err.strerror}") from err
-        for f in (self.rec, self.idx):
+        for f in (self.rec, self.idx, self.fp):
             f.seek(0, os.SEEK_END)
         self.pos = self.rec.tell()
         self._written_back = self.pos   # .rec bytes before this are already on their way to the disk
 
     def _files(self) -> list:
-        return [f for f in (self.rec, self.idx, self.skip) if f is not None]
+        return [f for f in (self.rec, self.idx, self.fp, self.skip) if f is not None]
 
     def append(self, items: Sequence[ListItem], outcomes: Sequence[Outcome]) -> tuple[int, int]:
         """Write a batch; returns (records, bytes written to the .rec)."""
-        idx_lines, skip_lines, chunks = [], [], []
+        idx_lines, skip_lines, chunks, prints = [], [], [], []
         pos = self.pos
         for item, out in zip(items, outcomes):
             if out.record is None:
@@ -145,6 +171,7 @@ class _Outputs:
             else:
                 idx_lines.append(f"{item.id}\t{pos}\n")
                 chunks.append(out.record)
+                prints.append((item.id, out.source_digest, out.record_digest))
                 pos += len(out.record)
         try:
             self.rec.write(b"".join(chunks))
@@ -154,6 +181,8 @@ class _Outputs:
                     self.skip = open(self._skip_path, "ab")
                 self.skip.write("".join(skip_lines).encode("utf-8", "surrogateescape"))
                 self.skip.flush()
+            self.fp.write(entries_bytes(prints))   # fingerprints before the .idx lines, like the records
+            self.fp.flush()
             self.idx.write("".join(idx_lines).encode())
             self.idx.flush()
         except OSError as err:   # the disk, not the images: stop, resumable

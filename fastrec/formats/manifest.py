@@ -19,7 +19,10 @@ from fastrec.formats.fields import wrong_fields
 from fastrec.fsutil import NotRegularFile, atomic_write, open_regular
 
 MANIFEST_SUFFIX = ".manifest.json"
-FORMAT_VERSION = 1
+# The version of the bytes a pack holds (.rec, .idx, fingerprints, manifest) for a given list and
+# settings: bump it whenever fastrec would write other bytes. --resume and the Dask shards refuse to
+# continue work whose format (or fastrec version) is not this one. 2: the fingerprints sidecar.
+FORMAT_VERSION = 2
 
 
 def manifest_path(rec: str) -> str:
@@ -67,7 +70,8 @@ class Manifest:
     per_class: dict = field(default_factory=dict)  # label -> records written
     classes: dict = field(default_factory=dict)    # label -> class folder
     complete: bool = False                         # every item is a record or a skip
-    format: int = FORMAT_VERSION
+    format: int = FORMAT_VERSION                   # FORMAT_VERSION of the fastrec that wrote it
+    fingerprints: str = ""                         # the sidecar (formats/fingerprints.py), beside it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
