@@ -13,6 +13,7 @@ from fastrec.engine.job import Job
 from fastrec.engine.options import PackOptions
 from fastrec.engine.outputs import _complete_lines, _count_lines, _Outputs
 from fastrec.errors import DataError, EnvironmentFault, UsageError
+from fastrec.formats.fingerprints import file_digest
 from fastrec.formats.lists import ListItem, synset_of
 from fastrec.formats.manifest import (FORMAT_VERSION, ListDigest, Manifest, label_key, read_manifest,
                                       setting_differences, write_manifest)
@@ -78,8 +79,12 @@ def finish_manifest(job: Job, manifest: Manifest) -> Manifest:
     skipped = k + (skip_line is not None) + sum(1 for _ in skip_lines)
     written = _count_lines(job.idx)
     return dataclasses.replace(manifest, written=written, skipped=skipped, reasons=dict(reasons),
-                               per_class=dict(per_class),
+                               per_class=dict(per_class), fingerprints_digest=_sidecar_digest(job),
                                complete=written + skipped == manifest.expected == written + k)
+
+
+def _sidecar_digest(job: Job) -> str:
+    return file_digest(job.fingerprints) if os.path.exists(job.fingerprints) else ""
 
 
 def _write_manifest(job: Job, manifest: Manifest, out: "_Outputs | None" = None) -> None:

@@ -11,6 +11,7 @@ The `.rec`/`.idx` stay exactly im2rec's: a reader that knows nothing of the side
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from typing import BinaryIO, Iterator
@@ -87,3 +88,13 @@ def read_entries(path: str) -> Iterator[tuple[int, int, int]]:
     f, count = open_entries(path)
     with f:
         yield from iter_entries(f, count)
+
+
+def file_digest(path: str) -> str:
+    """A digest of the whole sidecar, read in blocks (the manifest records it when the pack
+    finishes, so a changed source fingerprint, which nothing else checks, is found too)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

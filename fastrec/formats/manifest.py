@@ -72,6 +72,7 @@ class Manifest:
     complete: bool = False                         # every item is a record or a skip
     format: int = FORMAT_VERSION                   # FORMAT_VERSION of the fastrec that wrote it
     fingerprints: str = ""                         # the sidecar (formats/fingerprints.py), beside it
+    fingerprints_digest: str = ""                  # fingerprints.file_digest of it, once complete
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True, ensure_ascii=False) + "\n"

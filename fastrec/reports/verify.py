@@ -11,6 +11,12 @@ order, or a line of its `.skipped.tsv` (so an interrupted pack fails, naming how
 missing), and, where pack left a `<list>.manifest.json`, the counts it recorded and that it
 finished. A lone `.rec` (moved away from its .idx and .lst, as the MXNet tutorial does) is
 checked alone, and the report says so.
+
+Then the proof: where pack left a `<list>.fingerprints` (formats/fingerprints.py), every .idx line
+names a record whose framed bytes have the fingerprint recorded when it was packed, under the same
+id, each record is named by exactly one line, and the sidecar is the one the manifest recorded.
+A pack without one (im2rec's, an older fastrec's) is checked as before, with a note saying that
+its records' bytes cannot be proven.
 """
 from __future__ import annotations
 
@@ -23,6 +29,9 @@ import os
 import shlex
 from dataclasses import dataclass, field
 
+from fastrec._native.core import fingerprint
+from fastrec.formats.fingerprints import (FingerprintsError, file_digest, fingerprints_path, iter_entries,
+                                          open_entries)
 from fastrec.formats.lists import prefix_files, read_list
 from fastrec.formats.manifest import ListDigest, manifest_path, read_manifest
 from fastrec.formats.recordio import FramingFault, RecordIOError, iter_index, unpack, walk_records
@@ -98,6 +107,7 @@ class _RecordTable:
         self.has_id = bytearray()            # 0: the header did not parse
         self.label = array.array("d")        # the one label (float32 values, exact in a double)
         self.multi: dict[int, tuple[float, ...]] = {}   # record -> its labels, when it holds several
+        self.digest = array.array("Q")       # fingerprint of the framed record (with a sidecar only)
 
     def add(self, offset: int, header) -> None:
         self.offsets.append(offset)
@@ -130,7 +140,7 @@ def _scan(f: io.BufferedReader, size: int, report: Report):
         if isinstance(found, FramingFault):
             report.fault(n, found.offset, found.what)
             continue
-        yield n, found.offset, found.payload
+        yield n, found.offset, found.end, found.payload
         n += 1
 
 
@@ -181,10 +191,15 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
     if decode:
         from fastrec._native.core import Worker
         worker = Worker(color=-1, raw=True)  # raw: decode only, no re-encode
+    sidecar = fingerprints_path(rec)
+    proving = os.path.isfile(sidecar)
     with open(rec, "rb") as f:
-        for n, offset, payload in _scan(f, size, report):
+        for n, offset, end, payload in _scan(f, size, report):
             header, image = _check_header(report, n, offset, payload)
             records.add(offset, header)
+            if proving:    # the framed bytes as the .rec holds them: framing, header, labels, image
+                f.seek(offset)
+                records.digest.append(fingerprint(f.read(end - offset)))
             report.records += 1
             if decode and image is not None:
                 _check_image(report, n, offset, image, resize, worker)
@@ -197,6 +212,7 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
         return report
     if idx_there:
         _check_index(report, idx, size, records)
+        _check_fingerprints(report, idx, sidecar, records, proving)
     else:
         report.notes.append(f"no index file {idx}: the records were checked against the list by header id")
     if lst_there:
@@ -235,7 +251,7 @@ def _check_index(report: Report, idx: str, size: int, records: _RecordTable) -> 
     except RecordIOError as err:
         report.fault(None, None, str(err))
         return
-    seen = bytearray(len(records.offsets))
+    seen = bytearray(len(records.offsets))     # .idx lines naming each record (up to 2)
     for line, (key, offset) in enumerate(iter_index(idx), 1):
         n = records.at(offset)
         if offset >= size:
@@ -243,12 +259,51 @@ def _check_index(report: Report, idx: str, size: int, records: _RecordTable) -> 
         elif n is None:
             report.fault(None, offset, f"{idx}:{line}: does not point at the start of a record")
         else:
+            if seen[n]:     # a reader would serve the record twice an epoch (gluon counts lines)
+                report.fault(n, offset, f"{idx}:{line}: names the same record as an earlier line")
             seen[n] = 1
             if records.has_id[n] and records.ids[n] != key:
                 report.fault(n, offset, f"{idx}:{line}: key {key} but the record's header id is "
                                         f"{records.ids[n]}")
     for n in (i for i, s in enumerate(seen) if not s):
         report.fault(n, records.offsets[n], f"record is not in {idx}")
+
+
+def _check_fingerprints(report: Report, idx: str, sidecar: str, records: _RecordTable, proving: bool) -> None:
+    """Each .idx line's record has, under the line's key, the fingerprint it was packed with (the
+    sidecar holds one entry per .idx line, in the same order)."""
+    if not proving:
+        if os.path.lexists(sidecar):
+            report.fault(None, None, f"{sidecar} is not a regular file")
+        else:
+            report.notes.append(f"no {os.path.basename(sidecar)} (made by im2rec or a fastrec before fingerprints): "
+                                f"framing, headers, ids and labels are checked, but not that each record holds "
+                                f"the bytes it was packed with")
+        return
+    try:
+        f, count = open_entries(sidecar)
+    except FingerprintsError as err:
+        report.fault(None, None, str(err))
+        return
+    name = os.path.basename(sidecar)
+    lines = 0
+    with f:
+        entries = iter_entries(f, count)
+        for line, (key, offset) in enumerate(iter_index(idx), 1):
+            lines = line
+            entry = next(entries, None)
+            if entry is None:
+                continue
+            n = records.at(offset)
+            if n is None:
+                continue            # already a fault of the .idx
+            if entry[0] != key:
+                report.fault(n, offset, f"{name} entry {line} is for id {entry[0]}, but {idx}:{line} has key {key}")
+            elif entry[2] != records.digest[n]:
+                report.fault(n, offset, f"the record's bytes are not those packed (its fingerprint differs from "
+                                        f"{name} entry {line}, id {key}): it was altered or swapped; pack it again")
+    if count != lines:
+        report.fault(None, None, f"{name} holds {count} entries for {lines} .idx lines")
 
 
 def _skipped_paths(path: str) -> list[str]:
@@ -344,6 +399,14 @@ def _check_manifest(report: Report, rec: str) -> None:
         if report.expected is not None:   # the list and skip file were read
             counts.append(("skips", manifest.skipped, report.skipped))
     counts = [c for c in counts if c[2] is not None]
+    if manifest.fingerprints:
+        sidecar = os.path.join(os.path.dirname(path), manifest.fingerprints)
+        if not os.path.isfile(sidecar):
+            report.fault(None, None, f"{name} names {manifest.fingerprints}, which is not there: the pack "
+                                     f"cannot be proven; pack it again")
+        elif manifest.complete and file_digest(sidecar) != manifest.fingerprints_digest:
+            report.fault(None, None, f"{manifest.fingerprints} changed since the pack finished ({name} "
+                                     f"records another digest); pack it again")
     for what, recorded, found in counts:
         if recorded != found:
             report.fault(None, None, f"{name} records {recorded} {what}, the pack holds {found}")
