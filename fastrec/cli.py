@@ -250,6 +250,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
     reports = verify(a.prefix, decode=a.decode, resize=a.resize)
     if not reports:
         raise UsageError(f"no .rec file matches {a.prefix!r}")
+    if a.sources:
+        from fastrec.stages.provenance import check_sources
+        for report in reports:
+            check_sources(report)
     if a.json:
         from fastrec.reports.results import dumps, verify_document
         print(dumps(verify_document(reports)))
@@ -404,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", action="store_true", help="also decode every image")
     p.add_argument("--resize", type=whole(1, 65500), default=None,
                    help="with --decode: the shorter edge every image must have")
+    p.add_argument("--sources", action="store_true",
+                   help="also re-read every packed image (files or tar members) and name those changed since the pack")
     _add_json_flag(p)
     p.set_defaults(func=cmd_verify)
 
