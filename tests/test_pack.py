@@ -324,11 +324,11 @@ def test_cached_resize_plans_change_no_byte(kwargs, twins):
 def test_rec_is_written_back_as_it_grows(packed, tree, monkeypatch):
     """Every WRITEBACK_EVERY bytes the kernel is asked to write the .rec back (so the final fsync
     is short), over consecutive ranges from 0 up to what is written; the bytes are unchanged."""
-    from fastrec.engine import local
+    from fastrec.engine import outputs
 
     advised = []
     real = os.posix_fadvise
-    monkeypatch.setattr(local, "WRITEBACK_EVERY", 4096)
+    monkeypatch.setattr(outputs, "WRITEBACK_EVERY", 4096)
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, how: (advised.append((off, n, how)),
                                                                       real(fd, off, n, how))[1])
     lst = stage_list(tree.lst, tree.base / "writeback")
