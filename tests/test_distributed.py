@@ -20,7 +20,7 @@ from fastrec.demo.samples import make_odd_files, make_tree  # noqa: E402
 from test_resume import _small_tmpfs  # noqa: E402  (one size-limited tmpfs helper for the full-disk tests)
 from conftest import subprocess_env  # noqa: E402
 
-OUTPUTS = (".rec", ".idx", ".skipped.tsv")
+OUTPUTS = (".rec", ".idx", ".skipped.tsv", ".fingerprints")   # Dask and local sidecars are identical too
 OPTS = dict(resize=96, quality=85, progress="off", max_skipped=1.0)   # the tree holds bad files on purpose
 
 
@@ -51,8 +51,9 @@ def local(tree) -> dict[str, bytes]:
     _lists(tree, out)
     pack_prefix(str(out / "data"), str(tree / "images"), PackOptions(**OPTS))
     files = _read(out)
-    assert {n for n in files if not n.endswith(".skipped.tsv")} == {"data_0.rec", "data_0.idx", "data_1.rec",
-                                                                    "data_1.idx"} and files["data_0.rec"]
+    assert {n for n in files if not n.endswith(".skipped.tsv")} == {
+        "data_0.rec", "data_0.idx", "data_0.fingerprints", "data_1.rec", "data_1.idx", "data_1.fingerprints"} \
+        and files["data_0.rec"]
     return files
 
 
@@ -223,6 +224,39 @@ def test_rerun_with_the_same_inputs_reuses_shards(tree, local, cluster):
     full = _rerun(cluster, _interrupted(tree, "same_none", shards=0), tree)
     assert 0 < summary.bytes_in < full.bytes_in                # 2 shards per list were not packed again
     assert not list(out.glob("*.shards")) and not list(out.glob("*.joining.*"))
+
+
+def test_a_shard_altered_on_disk_is_refused_at_the_join_and_packed_again(tree, local, cluster):
+    """The join checks each shard's records against the shard's fingerprints: a kept shard whose
+    record bytes changed is removed with a one-line DataError, and the rerun repacks it."""
+    from fastrec.errors import DataError
+
+    out = _interrupted(tree, "altered", shards=2)
+    shard = sorted((out / "data_0.rec.shards").glob("*.rec"))[1]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="does not match its fingerprints"):
+        _rerun(cluster, out, tree)
+    assert not shard.exists()
+    _rerun(cluster, out, tree)
+    assert _read(out) == local
+
+
+def test_shards_of_another_fastrec_are_not_reused(tree, monkeypatch):
+    """The shard identity holds the fastrec version and pack format: another one plans other names."""
+    from fastrec.engine import cluster as cluster_mod
+    from fastrec.engine.local import Job
+
+    out = tree / "versions"
+    _lists(tree, out)
+    job = Job.for_list(str(out / "data_0.lst"), str(tree / "images"))
+    names = [b for _, _, b in cluster_mod.plan_shards(job, PackOptions(**OPTS), 5)]
+    monkeypatch.setattr(cluster_mod, "__version__", "0.0.9")
+    assert not set(names) & {b for _, _, b in cluster_mod.plan_shards(job, PackOptions(**OPTS), 5)}
+    monkeypatch.undo()
+    monkeypatch.setattr(cluster_mod, "FORMAT_VERSION", 1)
+    assert not set(names) & {b for _, _, b in cluster_mod.plan_shards(job, PackOptions(**OPTS), 5)}
 
 
 def test_rerun_with_another_resize_packs_everything_anew(tree, cluster):

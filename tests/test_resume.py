@@ -25,7 +25,7 @@ from fastrec.demo.samples import make_odd_files, make_tree
 
 PACK_FLAGS = ["--resize", "64", "--quality", "80", "--batch-size", "2", "--progress", "off",
               "--max-skipped", "100%"]   # the tree holds bad files on purpose
-OUTPUTS = (".rec", ".idx", ".skipped.tsv")
+OUTPUTS = (".rec", ".idx", ".skipped.tsv", ".fingerprints")   # the sidecar resumes byte-identical too
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,9 @@ def test_every_torn_state_resumes(tree, reference, tmp_path_factory, data):
     rec_cut = data.draw(st.integers(0, len(rec)), label="rec bytes")
     idx_cut = data.draw(st.integers(0, len(idx)), label="idx bytes")
     skip_cut = data.draw(st.integers(0, len(skip)), label="skip bytes")
+    fp = reference[".fingerprints"]
+    fp_cut = data.draw(st.integers(0, len(fp)), label="fingerprints bytes")
+    (work / "data.fingerprints").write_bytes(fp[:fp_cut])
     (work / "data.rec").write_bytes(rec[:rec_cut])
     (work / "data.idx").write_bytes(idx[:idx_cut])
     (work / "data.skipped.tsv").write_bytes(skip[:skip_cut])

@@ -71,9 +71,9 @@ def resume_point(job: Job) -> ResumePoint:
     except FileNotFoundError:    # im2rec's outputs, or a crash before the first write: redo them
         sidecar, entries = open(os.devnull, "rb"), 0
     except FingerprintsError:
-        if rec_size:
-            raise
-        sidecar, entries = open(os.devnull, "rb"), 0   # a torn header before any record: redo it
+        if os.path.getsize(job.fingerprints) >= len(HEADER_BYTES):
+            raise            # not a torn header (a crash before the first flush) but another file
+        sidecar, entries = open(os.devnull, "rb"), 0
     with sidecar, open(job.rec, "rb") if rec_size else open(os.devnull, "rb") as rec:
         kept = iter_entries(sidecar, entries)
         for item in job.items:

@@ -287,10 +287,18 @@ def _check_fingerprints(report: Report, idx: str, sidecar: str, records: _Record
         return
     name = os.path.basename(sidecar)
     lines = 0
-    with f:
+    odd = None    # the first .idx line not written as pack writes it (readers parse some alike)
+    with f, open(idx, "rb") as index:      # a regular file: _check_index looked
         entries = iter_entries(f, count)
-        for line, (key, offset) in enumerate(iter_index(idx), 1):
+        for line, raw in enumerate(index, 1):
             lines = line
+            fields = raw.split(b"\t")
+            try:
+                key, offset = int(fields[0]), int(fields[1])
+            except (ValueError, IndexError):
+                key = offset = -1
+            if odd is None and raw != b"%d\t%d\n" % (key, offset):
+                odd = line
             entry = next(entries, None)
             if entry is None:
                 continue
@@ -304,6 +312,8 @@ def _check_fingerprints(report: Report, idx: str, sidecar: str, records: _Record
                                         f"{name} entry {line}, id {key}): it was altered or swapped; pack it again")
     if count != lines:
         report.fault(None, None, f"{name} holds {count} entries for {lines} .idx lines")
+    if odd is not None:
+        report.fault(None, None, f"{idx}:{odd}: not written as pack writes it (`key<TAB>offset<LF>`)")
 
 
 def _skipped_paths(path: str) -> list[str]:
