@@ -131,3 +131,74 @@ def write_tar_to(f, members, fmt) -> None:
             info = tarfile.TarInfo(name)
             info.size, info.mtime = len(data), 1_600_000_000
             t.addfile(info, io.BytesIO(data))
+
+
+# ---------------------------------------------------------------- sparse members
+SPARSE_FORMATS = {"gnu": ["--sparse"], "pax-0.0": ["--format=posix", "--sparse-version=0.0"],
+                  "pax-0.1": ["--format=posix", "--sparse-version=0.1"],
+                  "pax-1.0": ["--format=posix", "--sparse-version=1.0"]}
+
+
+def sparse_tree(root: Path) -> list[str]:
+    """c0/ with two whole JPEGs and a JPEG-ish file with a 192 KiB hole (GNU tar -S stores it sparse)."""
+    (root / "c0").mkdir(parents=True)
+    (root / "c0" / "a.jpg").write_bytes(jpeg(1))
+    (root / "c0" / "z.jpg").write_bytes(jpeg(2))
+    with open(root / "c0" / "s.jpg", "wb") as f:
+        body = jpeg(3)
+        f.write(body[:-2] + b"\0" * 5000)
+        f.seek(200_000)
+        f.write(b"\0" * 3000 + body[-2:])
+    return ["c0/a.jpg", "c0/s.jpg", "c0/z.jpg"]
+
+
+@pytest.mark.parametrize("fmt", sorted(SPARSE_FORMATS))
+@pytest.mark.parametrize("order", ["middle", "last"])
+def test_sparse_members_are_refused_by_name_on_both_paths(tmp_path, fmt, order):
+    """A sparse member's bytes are not one byte range: the index and extract both refuse it by name
+    and keep the rest; as the last member it no longer makes the valid archive 'damaged' (before:
+    with --pass-through its record held the next members' bytes; last, the archive was refused)."""
+    names = sparse_tree(tmp_path / "src")
+    if order == "last":
+        names = [names[0], names[2], names[1]]
+    archive = tmp_path / "s.tar"
+    subprocess.run(["tar", *SPARSE_FORMATS[fmt], "-cf", str(archive), "-C", str(tmp_path / "src"), *names],
+                   check=True)
+    assert any(m.sparse for m in tarfile.open(archive))
+    index = build_index([str(archive)])
+    assert sorted(index.members) == ["c0/a.jpg", "c0/z.jpg"]
+    assert [why for where, why in index.rejected if where.endswith(":c0/s.jpg")] \
+        == ["a sparse member (GNU tar --sparse): fastrec reads each image as one byte range; make the "
+            "archive again without --sparse"]
+    assert index.read("c0/z.jpg") == jpeg(2)
+    s = extract([str(archive)], str(tmp_path / "x"), ExtractOptions(jobs=1, fsync=False))
+    assert [p.where.endswith(":c0/s.jpg") and "sparse" in p.reason for p in s.refused] == [True]
+    assert sorted(p.name for p in (tmp_path / "x" / "c0").iterdir()) == ["a.jpg", "z.jpg"]
+    for argv in (["list", tmp_path / "t", "--from-tar", archive, "--recursive"],
+                 ["pack", tmp_path / "t", "--from-tar", archive, "--pass-through"]):
+        r = fastrec_subprocess(argv)
+        assert r.returncode == 0, r.stderr
+    assert sorted(payloads(tmp_path / "t.rec")) == sorted([jpeg(1), jpeg(2)])
+
+
+# ---------------------------------------------------------------- compressed, named .tar
+@pytest.mark.parametrize("kind", ["gzip", "bzip2", "xz"])
+def test_a_compressed_tar_named_tar_is_named_compressed(tmp_path, kind):
+    """`list`/`pack --from-tar` say the archive is compressed and what to do (before: 'damaged or
+    truncated ... replace the archive'); `extract` streams it."""
+    import bz2
+    import lzma
+    plain = tmp_path / "plain.tar"
+    write_tar(plain, [("c0/a.jpg", jpeg(1)), ("c0/b.jpg", jpeg(2))])
+    squeeze = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[kind]
+    archive = tmp_path / "c0.tar"
+    archive.write_bytes(squeeze(plain.read_bytes()))
+    r = fastrec_subprocess(["list", tmp_path / "t", "--from-tar", archive, "--recursive"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"fastrec list: error: {archive} is a {kind}-compressed archive: --from-tar reads each image at "
+        f"its offset, which needs an uncompressed tar; decompress it first (or use `fastrec extract`, "
+        f"which streams it)")
+    s = extract([str(archive)], str(tmp_path / "x"), ExtractOptions(jobs=1, fsync=False))
+    assert s.files == 2 and not s.refused and not s.corrupt
+    assert (tmp_path / "x" / "c0" / "b.jpg").read_bytes() == jpeg(2)

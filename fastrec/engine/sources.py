@@ -23,20 +23,20 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import tarfile
 from collections.abc import Mapping
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from fastrec.errors import EnvironmentFault
 from fastrec.formats.lists import DEFAULT_EXTS, prefix_folder
-from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember, TarError, check_class, check_end, hard_link_rel,
-                                 inner_tar_class, place_member, resolve_archives, tar_stem)
+from fastrec.formats.tar import (ClassTree, EndCheckedTarInfo, RefusedMember, TarError, check_class, check_end,
+                                 compression, data_end, hard_link_rel, inner_tar_class, place_member, resolve_archives, tar_stem)
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "fastrec.tarindex"   # cached in the folder of the lists
 TAR_SUFFIX = ".tar"
+COMPRESSED_SUFFIXES = (".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst")
 
 
 class Member(NamedTuple):
@@ -290,48 +290,36 @@ def _add_member(index: TarIndex, rel: str, m: Member, exts: Sequence[str]) -> No
 
 
 class _Class:
-    """The members of one class as `fastrec extract` would leave them: files (hard links are
-    copies, so they share their source's bytes) and symbolic links, resolved when the class is
-    complete. A later member of the same name replaces an earlier one, as with tar."""
+    """The members of one class as `fastrec extract` would leave them (formats.tar.ClassTree):
+    files (hard links are copies, so they share their source's bytes), folders and symbolic
+    links, resolved as the file system would when the class is complete."""
 
     def __init__(self, cls: str, where: str):
         self.cls, self.where = cls, where
-        self.entries: dict[str, Member | str] = {}   # rel -> where its bytes lie | a symbolic link
+        self.tree = ClassTree()
 
-    def add(self, m: tarfile.TarInfo, rel: str, place: Member | None,
-            link_rel: str | None, rejected: list) -> None:
-        if m.islnk():
-            source = self.entries.get(link_rel)
-            if not isinstance(source, tuple):
-                rejected.append((f"{self.cls}/{rel}", f"hard link to {m.linkname!r}, which is not a file "
-                                                      f"extracted before it in the same class"))
-                return
-            self.entries[rel] = source
+    def add(self, m: tarfile.TarInfo, rel: str, place: Member | None, link_rel: str | None) -> None:
+        """Raises RefusedMember as extract refuses the member."""
+        if m.isdir():
+            self.tree.add_dir(rel)
+        elif m.islnk():
+            self.tree.add_hardlink(rel, link_rel, m.linkname)
         elif m.issym():
-            self.entries[rel] = m.linkname
-        elif m.isfile():
-            self.entries[rel] = place
-
-    def resolve(self, rel: str) -> Member | str:
-        """The bytes a path of the class names, following its links; or why it has none."""
-        seen = set()
-        while isinstance(self.entries.get(rel), str) and rel not in seen:
-            seen.add(rel)
-            link = self.entries[rel]
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
-            if posixpath.isabs(link) or target == ".." or target.startswith("../"):
-                return f"link to {link!r} points outside its class folder"
-            rel = target
-        found = self.entries.get(rel)
-        return found if isinstance(found, tuple) else "link to a folder or to nothing: not an image file"
+            self.tree.add_symlink(rel, m.linkname)
+        else:
+            self.tree.add_file(rel, place)
 
     def finish(self, index: TarIndex, exts: Sequence[str]) -> None:
-        for rel in self.entries:
-            found = self.resolve(rel)
-            if isinstance(found, str):
-                index.rejected.append((f"{self.cls}/{rel}", found))
-            else:
-                _add_member(index, f"{self.cls}/{rel}", found, exts)
+        self.tree.settle()
+        for rel, why in self.tree.removed.items():
+            index.rejected.append((f"{self.cls}/{rel}", why))
+        listed = set()
+        for rel, place in self.tree.files():
+            listed.add(rel)
+            _add_member(index, f"{self.cls}/{rel}", place, exts)
+        for rel, _ in self.tree.links():
+            if rel not in listed:
+                index.rejected.append((f"{self.cls}/{rel}", "link to nothing once extracted: not an image file"))
 
 
 class _Builder:
@@ -360,20 +348,19 @@ class _Builder:
                     on_inner(m, inner_tar_class(m), mwhere)
                     continue
                 placed = place_member(m, stem, inner)
-                if placed is None or m.isdir():
+                if placed is None:
                     continue
                 cls, rel = placed
                 link_rel = hard_link_rel(m, cls, stem, inner is not None) if m.islnk() else None
+                if cls not in classes:
+                    classes[cls] = self.claim(cls, where)
+                place = None
+                if m.isfile():   # its header blocks, to check at each read that they are still these
+                    head = os.pread(fd, m.offset_data - m.offset, base + m.offset)
+                    place = Member(archive, base + m.offset_data, m.size, len(head), header_digest(head))
+                classes[cls].add(m, "/".join(rel), place, link_rel)
             except RefusedMember as err:
                 self.index.rejected.append((mwhere, str(err)))
-                continue
-            if cls not in classes:
-                classes[cls] = self.claim(cls, where)
-            place = None
-            if m.isfile():   # its header blocks, to check at each read that they are still these
-                head = os.pread(fd, m.offset_data - m.offset, base + m.offset)
-                place = Member(archive, base + m.offset_data, m.size, len(head), header_digest(head))
-            classes[cls].add(m, "/".join(rel), place, link_rel, self.index.rejected)
 
 
 def _index_inner(b: _Builder, archive: int, f, cls: str, start: int, size: int, where: str) -> None:
@@ -385,7 +372,7 @@ def _index_inner(b: _Builder, archive: int, f, cls: str, start: int, size: int, 
         with tarfile.open(fileobj=_Window(f, start, size), mode="r:", tarinfo=EndCheckedTarInfo) as inner:
             for m in b.members(inner, archive, f.fileno(), start, cls, cls, where, classes):
                 last = m.name
-                if m.offset_data + m.size > size:
+                if data_end(inner, m) > size:
                     raise tarfile.ReadError("member runs past the end of its tar")
             check_end(inner)
     except tarfile.TarError as err:
@@ -400,15 +387,18 @@ def build_index(archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EX
     index = TarIndex(resolve_archives(archives))
     b = _Builder(index, exts)
     for a, path in enumerate(index.archives):
-        if path.endswith((".gz", ".tgz", ".bz2", ".xz", ".zst")):
-            raise TarError(f"{path}: a compressed archive has no byte ranges to read images from; "
-                           f"decompress it first or use `fastrec extract`")
         size = os.path.getsize(path)
         last = None
         with open(path, "rb") as f:
+            kind = compression(f.read(6)) or ("compressed" if path.endswith(COMPRESSED_SUFFIXES) else None)
+            if kind:
+                raise TarError(f"{path} is a {kind}-compressed archive: --from-tar reads each image at its offset, "
+                               f"which needs an uncompressed tar; decompress it first (or use `fastrec "
+                               f"extract`, which streams it)")
+            f.seek(0)
 
             def on_inner(m, cls, where):
-                if not m.name.endswith(TAR_SUFFIX):
+                if not m.name.endswith(TAR_SUFFIX) or compression(os.pread(f.fileno(), 6, m.offset_data)):
                     index.rejected.append((where, "a compressed class tar has no byte ranges to read "
                                                   "images from; use `fastrec extract`"))
                     return
@@ -425,7 +415,7 @@ def build_index(archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EX
                 with tarfile.open(fileobj=f, mode="r:", tarinfo=EndCheckedTarInfo) as outer:
                     for m in b.members(outer, a, f.fileno(), 0, tar_stem(os.path.basename(path)), None, path,
                                        classes, on_inner):
-                        if m.offset_data + m.size > size:
+                        if data_end(outer, m) > size:
                             raise tarfile.ReadError(f"member {m.name!r} runs past the end of the file")
                         last = m.name
                     check_end(outer)
