@@ -96,7 +96,7 @@ def test_links_subfolders_prefixes_and_hidden_classes(tmp_path, jpegs):
     index = build_index(archives)
     assert index.read("ca/hard.JPEG") == jpegs[0] and index.read("cb/b5.JPEG") == jpegs[6]
     rejected = dict(index.rejected)
-    assert "points outside" in rejected["ca/out.JPEG"]
+    assert "points outside" in rejected[f"{archives[0]}:ca/out.JPEG"]
     assert any(".hidden" in where for where in rejected) and any(".hid.tar" in where for where in rejected)
 
 
@@ -149,3 +149,33 @@ def test_a_link_to_a_folder_is_left_out_both_ways(tmp_path, jpegs):
     extracted, from_tar = both_ways(tmp_path, [str(tmp_path / "t.tar")])
     assert from_tar == extracted and b"alias" not in extracted["train.lst"]
     assert not (tmp_path / "x" / "ca" / "alias").exists()
+
+
+def test_links_resolve_as_on_the_extracted_file_system(tmp_path, jpegs):
+    """Issue 21 item 9: `c0/link.jpg -> nosuch/../img0.jpg` dangles once extracted (`nosuch` is no
+    folder), so the index must not list it (it resolved it lexically: 5 items for 4, every later id
+    shifted). Likewise a link through a link to a folder (extract does not keep that one), links to
+    links, a hard link to itself, and members under a file or a link: both ways list the same."""
+    def fill(t):
+        for i in range(4):
+            add_file(t, f"c0/img{i}.jpg", jpegs[i])
+        add_link(t, "c0/link.jpg", tarfile.SYMTYPE, "nosuch/../img0.jpg")       # dangles
+        add_file(t, "c1/sub/s.jpg", jpegs[4])
+        add_link(t, "c1/d", tarfile.SYMTYPE, "sub")                             # a folder: removed
+        add_link(t, "c1/via.jpg", tarfile.SYMTYPE, "d/s.jpg")                   # so this dangles
+        add_link(t, "c1/up.jpg", tarfile.SYMTYPE, "sub/../sub/s.jpg")           # real folders: fine
+        add_link(t, "c1/l2.jpg", tarfile.SYMTYPE, "up.jpg")                     # a link to a link
+        add_link(t, "c1/l3.jpg", tarfile.SYMTYPE, "l2.jpg/")                    # not a folder
+        add_link(t, "c1/self.jpg", tarfile.LNKTYPE, "c1/up.jpg")                # not a file: refused
+        add_file(t, "c2/a.jpg", jpegs[5])
+        add_link(t, "c2/a.jpg", tarfile.LNKTYPE, "c2/a.jpg")                    # a hard link to itself
+        add_file(t, "c2/a.jpg/b.jpg", jpegs[6])                                 # under a file: refused
+        add_link(t, "c2/loop.jpg", tarfile.SYMTYPE, "loop.jpg")
+
+    (tmp_path / "t.tar").write_bytes(tar_bytes(fill))
+    extracted, from_tar = both_ways(tmp_path, [str(tmp_path / "t.tar")])
+    assert from_tar == extracted
+    assert [line.split("\t")[-1] for line in sorted(extracted["train.lst"].decode().splitlines(),
+                                                     key=lambda l: int(l.split("\t")[0]))] == [
+        "c0/img0.jpg", "c0/img1.jpg", "c0/img2.jpg", "c0/img3.jpg", "c1/l2.jpg", "c1/up.jpg", "c1/sub/s.jpg",
+        "c2/a.jpg"]

@@ -370,28 +370,25 @@ class Feed:
         return Outcome(None, "read-error", err.strerror or str(err))
 
     def _read_member(self, seq: int, batch: Batch, path: str) -> bytes | Outcome:
-        place = self.source.locate(path)
-        if place is None:
+        from fastrec.engine.sources import read_member
+
+        m = self.source.member(path)
+        if m is None:
             self._take(seq, batch, 0)
             return Outcome(None, "read-error", f"{path} is not in the archives")
-        archive, offset, size = place
-        skip = self._too_large(size)
+        skip = self._too_large(m.size)
         if skip is not None:
             self._take(seq, batch, 0)
             return skip
-        self._take(seq, batch, size)
-        name = self.source.archives[archive]
+        self._take(seq, batch, m.size)
+        name = self.source.archives[m.archive]
         try:
-            fd = self.archives.acquire(archive)
+            fd = self.archives.acquire(m.archive)
         except OSError as err:
             raise environment_fault(err, name) from err
-        try:
-            data = read_at(fd, size, offset)
+        try:   # the member's header blocks come with its bytes, and must be the ones indexed
+            return read_member(read_at, fd, m, name, path, self.source.cache)
         except OSError as err:
-            raise environment_fault(err, f"{name} at {offset}") from err
+            raise environment_fault(err, f"{name} at {m.offset}") from err
         finally:
-            self.archives.release(archive)
-        if len(data) != size:
-            raise EnvironmentFault(f"{name} is shorter than its index says ({path} lies at {offset}, "
-                                   f"{size} bytes): the archive changed or its storage failed; {CONTINUE}")
-        return data
+            self.archives.release(m.archive)

@@ -8,8 +8,13 @@ in .lst order, without writing 14 M files first. The index maps the path an imag
 after `fastrec extract` (`<class>/<member name>`) to its bytes, so lists made from the index
 are byte-identical to lists of the extracted tree, and so are the packed records.
 
-The index is cached beside the lists as `fastrec.tarindex.tsv`, keyed by the archives' paths,
-sizes and modification times.
+Every read checks itself: the index keeps, per member, how many header bytes precede its data
+and a digest of them, and a read takes those header blocks and the data in one pread; if the
+headers are not the ones indexed (the archive was rewritten: other members in another order, a
+copy with its mtime restored), the pack stops as an EnvironmentFault naming the archive.
+
+The index is cached beside the lists as `fastrec.tarindex`, keyed by the archives' paths, sizes,
+modification and change times and inodes.
 """
 from __future__ import annotations
 
@@ -18,25 +23,72 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import tarfile
 from collections.abc import Mapping
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
+from fastrec.errors import EnvironmentFault
 from fastrec.formats.lists import DEFAULT_EXTS, prefix_folder
-from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember, TarError, check_class, check_end, hard_link_rel,
-                                 inner_tar_class, place_member, resolve_archives, tar_stem)
+from fastrec.formats.tar import (ClassTree, EndCheckedTarInfo, RefusedMember, TarError, check_class, check_end,
+                                 compression, data_end, hard_link_rel, inner_tar_class, place_member, resolve_archives, tar_stem)
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "fastrec.tarindex"   # cached in the folder of the lists
 TAR_SUFFIX = ".tar"
+COMPRESSED_SUFFIXES = (".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst")
 
 
 class Member(NamedTuple):
     archive: int      # position in TarIndex.archives
     offset: int       # of the member's data in that archive file
     size: int
+    head: int = 0     # bytes of the member's own header blocks, just before `offset`
+    check: int = 0    # digest of those header bytes (header_digest)
+
+
+def header_digest(head: bytes) -> int:
+    """64 bits of blake2b over a member's header blocks: every header field (name, size, type,
+    mtime, checksum...), and with GNU long names or pax records, those blocks too."""
+    return int.from_bytes(hashlib.blake2b(head, digest_size=8).digest(), "little")
+
+
+def read_member(pread, fd: int, m: Member, archive: str, path: str, cache: str | None = None) -> bytes:
+    """A member's bytes, read with its header blocks in one positioned read (`pread` as os.pread);
+    EnvironmentFault when the archive is shorter or its headers are not the ones indexed."""
+    want = m.head + m.size
+    data = pread(fd, want, m.offset - m.head)
+    if len(data) != want:
+        raise EnvironmentFault(f"{archive} is shorter than its index says ({path} lies at {m.offset}, "
+                               f"{m.size} bytes): the archive changed or its storage failed; "
+                               f"{_relist(cache)}")
+    if m.head and header_digest(data[:m.head]) != m.check:
+        found = _header_name(data[m.head - tarfile.BLOCKSIZE:m.head])
+        raise EnvironmentFault(f"{archive} changed since it was indexed: the tar header before the bytes "
+                               f"of {path} (offset {m.offset}) is not the one indexed{found}; "
+                               f"{_relist(cache)}")
+    return data[m.head:] if m.head else data
+
+
+def _header_name(block: bytes) -> str:
+    try:
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.TarError:
+        return " (no valid header there)"
+    return f" (it names {info.name!r}, {info.size} bytes)"
+
+
+def _relist(cache: str | None) -> str:
+    """What to do about a stale index: its cache is dropped, so listing again indexes anew."""
+    dropped = ""
+    if cache:
+        try:
+            os.remove(cache)
+            dropped = f" (its cached index {cache} is removed)"
+        except OSError:
+            dropped = f" (remove its cached index {cache} first)"
+    return (f"run `fastrec list --from-tar` again{dropped} so the lists name the archive as it is now, "
+            f"then pack")
 
 
 class _Window:
@@ -78,17 +130,19 @@ class TarIndex:
     """
 
     COLUMNS = (("hi", "<u8"), ("lo", "<u8"), ("archive", "<u4"), ("offset", "<u8"), ("size", "<u8"),
-               ("row", "<u8"), ("starts", "<u8"), ("paths", "u1"))
+               ("head", "<u4"), ("check", "<u8"), ("row", "<u8"), ("starts", "<u8"), ("paths", "u1"))
 
     def __init__(self, archives: Sequence[str] = (), rejected: list | None = None):
         self.archives = list(archives)
         self.rejected: list[tuple[str, str]] = rejected if rejected is not None else []  # (member, reason)
         self._blob, self._starts = bytearray(), array.array("Q", [0])
         self._arch, self._off, self._size = array.array("I"), array.array("Q"), array.array("Q")
+        self._head, self._check = array.array("I"), array.array("Q")
         self._cols: dict | None = None
+        self.cache: str | None = None      # the file it was loaded from or saved to
 
     # ------------------------------------------------------------ building
-    def add(self, rel: str, archive: int, offset: int, size: int) -> None:
+    def add(self, rel: str, archive: int, offset: int, size: int, head: int = 0, check: int = 0) -> None:
         """One accepted member (a later one with the same path replaces it, as in extraction)."""
         if self._cols is not None:
             raise RuntimeError("a frozen TarIndex takes no more members")
@@ -97,15 +151,17 @@ class TarIndex:
         self._arch.append(archive)
         self._off.append(offset)
         self._size.append(size)
+        self._head.append(head)
+        self._check.append(check)
 
     def extend(self, other: "TarIndex") -> None:
         for rel, m in other._rows():
-            self.add(rel, m.archive, m.offset, m.size)
+            self.add(rel, *m)
 
     def _rows(self) -> Iterator[tuple[str, Member]]:
         for r in range(len(self._arch)):
             rel = bytes(self._blob[self._starts[r]:self._starts[r + 1]]).decode("utf-8", "surrogateescape")
-            yield rel, Member(self._arch[r], self._off[r], self._size[r])
+            yield rel, Member(self._arch[r], self._off[r], self._size[r], self._head[r], self._check[r])
 
     def freeze(self) -> "TarIndex":
         """Sort the rows by path digest (the last of equal paths wins) for lookups."""
@@ -127,14 +183,16 @@ class TarIndex:
                       "archive": np.frombuffer(self._arch, dtype=np.uint32)[order] if n else np.zeros(0, np.uint32),
                       "offset": np.frombuffer(self._off, dtype=np.uint64)[order] if n else np.zeros(0, np.uint64),
                       "size": np.frombuffer(self._size, dtype=np.uint64)[order] if n else np.zeros(0, np.uint64),
+                      "head": np.frombuffer(self._head, dtype=np.uint32)[order] if n else np.zeros(0, np.uint32),
+                      "check": np.frombuffer(self._check, dtype=np.uint64)[order] if n else np.zeros(0, np.uint64),
                       "row": rows[order], "starts": starts.copy(), "paths": blob}
         self._blob, self._starts = bytearray(), array.array("Q", [0])
         self._arch, self._off, self._size = array.array("I"), array.array("Q"), array.array("Q")
+        self._head, self._check = array.array("I"), array.array("Q")
         return self
 
     # ------------------------------------------------------------ looking up
-    def locate(self, path: str) -> tuple[int, int, int] | None:
-        """(archive, offset, size) of the image at relative `path`, or None."""
+    def _row(self, path: str) -> int | None:
         import numpy as np
 
         c = self.freeze()._cols
@@ -142,9 +200,26 @@ class TarIndex:
         i = int(c["hi"].searchsorted(np.uint64(hi)))   # a Python int below 2^63 would cast the column to float
         while i < len(c["hi"]) and int(c["hi"][i]) == hi:
             if int(c["lo"][i]) == lo:
-                return int(c["archive"][i]), int(c["offset"][i]), int(c["size"][i])
+                return i
             i += 1
         return None
+
+    def locate(self, path: str) -> tuple[int, int, int] | None:
+        """(archive, offset, size) of the image at relative `path`, or None."""
+        i = self._row(path)
+        if i is None:
+            return None
+        c = self._cols
+        return int(c["archive"][i]), int(c["offset"][i]), int(c["size"][i])
+
+    def member(self, path: str) -> Member | None:
+        """Where the image at relative `path` lies, with its header blocks' length and digest."""
+        i = self._row(path)
+        if i is None:
+            return None
+        c = self._cols
+        return Member(int(c["archive"][i]), int(c["offset"][i]), int(c["size"][i]), int(c["head"][i]),
+                      int(c["check"][i]))
 
     def position(self, path: str) -> tuple[int, int]:
         """Where `path` lies, to read members in disk order ((-1, 0) if absent)."""
@@ -167,23 +242,20 @@ class TarIndex:
 
     def read(self, path: str) -> bytes:
         """The bytes of the image at relative `path` (one positioned read; the pack uses reader.Feed)."""
-        place = self.locate(path)
-        if place is None:
+        m = self.member(path)
+        if m is None:
             raise FileNotFoundError(f"{path} is not in the archives")
-        archive, offset, size = place
-        with open(self.archives[archive], "rb") as f:
-            data = os.pread(f.fileno(), size, offset)
-        if len(data) != size:
-            raise OSError(f"{self.archives[archive]} is shorter than its index says (at {offset})")
-        return data
+        with open(self.archives[m.archive], "rb") as f:
+            return read_member(os.pread, f.fileno(), m, self.archives[m.archive], path, self.cache)
 
     def subset(self, paths: Iterable[str]) -> "TarIndex":
         """An index of just `paths` (what one shard of a cluster run needs)."""
         part = TarIndex(self.archives)
+        part.cache = self.cache
         for p in paths:
-            place = self.locate(p)
-            if place is not None:
-                part.add(p, *place)
+            m = self.member(p)
+            if m is not None:
+                part.add(p, *m)
         return part.freeze()
 
 
@@ -194,10 +266,10 @@ class _Members(Mapping):
         self.index = index
 
     def __getitem__(self, path: str) -> Member:
-        place = self.index.locate(path)
-        if place is None:
+        m = self.index.member(path)
+        if m is None:
             raise KeyError(path)
-        return Member(*place)
+        return m
 
     def __contains__(self, path) -> bool:
         return isinstance(path, str) and self.index.locate(path) is not None
@@ -209,57 +281,45 @@ class _Members(Mapping):
         return len(self.index)
 
 
-def _add_member(index: TarIndex, archive: int, rel: str, offset: int, size: int, exts: Sequence[str]) -> None:
+def _add_member(index: TarIndex, rel: str, m: Member, exts: Sequence[str]) -> None:
     """The seam to the index's storage: one call per image the extracted tree would hold."""
     if exts is not None and os.path.splitext(rel)[1].lower() not in exts:
         index.rejected.append((rel, "not an image (extension)"))
     else:
-        index.add(rel, archive, offset, size)
+        index.add(rel, *m)
 
 
 class _Class:
-    """The members of one class as `fastrec extract` would leave them: files (hard links are
-    copies, so they share their source's bytes) and symbolic links, resolved when the class is
-    complete. A later member of the same name replaces an earlier one, as with tar."""
+    """The members of one class as `fastrec extract` would leave them (formats.tar.ClassTree):
+    files (hard links are copies, so they share their source's bytes), folders and symbolic
+    links, resolved as the file system would when the class is complete."""
 
     def __init__(self, cls: str, where: str):
         self.cls, self.where = cls, where
-        self.entries: dict[str, tuple[int, int, int] | str] = {}   # rel -> (archive, offset, size) | link
+        self.tree = ClassTree()
 
-    def add(self, m: tarfile.TarInfo, rel: str, place: tuple[int, int, int] | None,
-            link_rel: str | None, rejected: list) -> None:
-        if m.islnk():
-            source = self.entries.get(link_rel)
-            if not isinstance(source, tuple):
-                rejected.append((f"{self.cls}/{rel}", f"hard link to {m.linkname!r}, which is not a file "
-                                                      f"extracted before it in the same class"))
-                return
-            self.entries[rel] = source
+    def add(self, m: tarfile.TarInfo, rel: str, place: Member | None, link_rel: str | None) -> None:
+        """Raises RefusedMember as extract refuses the member."""
+        if m.isdir():
+            self.tree.add_dir(rel)
+        elif m.islnk():
+            self.tree.add_hardlink(rel, link_rel, m.linkname)
         elif m.issym():
-            self.entries[rel] = m.linkname
-        elif m.isfile():
-            self.entries[rel] = place
-
-    def resolve(self, rel: str) -> tuple[int, int, int] | str:
-        """The bytes a path of the class names, following its links; or why it has none."""
-        seen = set()
-        while isinstance(self.entries.get(rel), str) and rel not in seen:
-            seen.add(rel)
-            link = self.entries[rel]
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
-            if posixpath.isabs(link) or target == ".." or target.startswith("../"):
-                return f"link to {link!r} points outside its class folder"
-            rel = target
-        found = self.entries.get(rel)
-        return found if isinstance(found, tuple) else "link to a folder or to nothing: not an image file"
+            self.tree.add_symlink(rel, m.linkname)
+        else:
+            self.tree.add_file(rel, place)
 
     def finish(self, index: TarIndex, exts: Sequence[str]) -> None:
-        for rel in self.entries:
-            found = self.resolve(rel)
-            if isinstance(found, str):
-                index.rejected.append((f"{self.cls}/{rel}", found))
-            else:
-                _add_member(index, found[0], f"{self.cls}/{rel}", found[1], found[2], exts)
+        self.tree.settle()
+        for rel, why in self.tree.removed.items():
+            index.rejected.append((f"{self.cls}/{rel}", why))
+        listed = set()
+        for rel, place in self.tree.files():
+            listed.add(rel)
+            _add_member(index, f"{self.cls}/{rel}", place, exts)
+        for rel, _ in self.tree.links():
+            if rel not in listed:
+                index.rejected.append((f"{self.cls}/{rel}", "link to nothing once extracted: not an image file"))
 
 
 class _Builder:
@@ -276,10 +336,10 @@ class _Builder:
                            f"refuses the second. Put the class in one archive")
         return _Class(cls, where)
 
-    def members(self, tar, archive: int, base: int, stem: str | None, inner: str | None, where: str,
+    def members(self, tar, archive: int, fd: int, base: int, stem: str | None, inner: str | None, where: str,
                 classes: dict[str, _Class], on_inner=None) -> None:
-        """Place every member of `tar` (data at `base` + offset in archive file `archive`); each is
-        yielded first, for the caller's checks."""
+        """Place every member of `tar` (data at `base` + offset in archive file `archive`, open as
+        `fd`); each is yielded first, for the caller's checks."""
         for m in tar:
             yield m
             mwhere = f"{where}:{m.name}"
@@ -288,17 +348,19 @@ class _Builder:
                     on_inner(m, inner_tar_class(m), mwhere)
                     continue
                 placed = place_member(m, stem, inner)
-                if placed is None or m.isdir():
+                if placed is None:
                     continue
                 cls, rel = placed
                 link_rel = hard_link_rel(m, cls, stem, inner is not None) if m.islnk() else None
+                if cls not in classes:
+                    classes[cls] = self.claim(cls, where)
+                place = None
+                if m.isfile():   # its header blocks, to check at each read that they are still these
+                    head = os.pread(fd, m.offset_data - m.offset, base + m.offset)
+                    place = Member(archive, base + m.offset_data, m.size, len(head), header_digest(head))
+                classes[cls].add(m, "/".join(rel), place, link_rel)
             except RefusedMember as err:
                 self.index.rejected.append((mwhere, str(err)))
-                continue
-            if cls not in classes:
-                classes[cls] = self.claim(cls, where)
-            classes[cls].add(m, "/".join(rel), (archive, base + m.offset_data, m.size), link_rel,
-                             self.index.rejected)
 
 
 def _index_inner(b: _Builder, archive: int, f, cls: str, start: int, size: int, where: str) -> None:
@@ -308,9 +370,9 @@ def _index_inner(b: _Builder, archive: int, f, cls: str, start: int, size: int, 
     classes = {cls: b.claim(cls, where)}
     try:
         with tarfile.open(fileobj=_Window(f, start, size), mode="r:", tarinfo=EndCheckedTarInfo) as inner:
-            for m in b.members(inner, archive, start, cls, cls, where, classes):
+            for m in b.members(inner, archive, f.fileno(), start, cls, cls, where, classes):
                 last = m.name
-                if m.offset_data + m.size > size:
+                if data_end(inner, m) > size:
                     raise tarfile.ReadError("member runs past the end of its tar")
             check_end(inner)
     except tarfile.TarError as err:
@@ -325,15 +387,18 @@ def build_index(archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EX
     index = TarIndex(resolve_archives(archives))
     b = _Builder(index, exts)
     for a, path in enumerate(index.archives):
-        if path.endswith((".gz", ".tgz", ".bz2", ".xz", ".zst")):
-            raise TarError(f"{path}: a compressed archive has no byte ranges to read images from; "
-                           f"decompress it first or use `fastrec extract`")
         size = os.path.getsize(path)
         last = None
         with open(path, "rb") as f:
+            kind = compression(f.read(6)) or ("compressed" if path.endswith(COMPRESSED_SUFFIXES) else None)
+            if kind:
+                raise TarError(f"{path} is a {kind}-compressed archive: --from-tar reads each image at its offset, "
+                               f"which needs an uncompressed tar; decompress it first (or use `fastrec "
+                               f"extract`, which streams it)")
+            f.seek(0)
 
             def on_inner(m, cls, where):
-                if not m.name.endswith(TAR_SUFFIX):
+                if not m.name.endswith(TAR_SUFFIX) or compression(os.pread(f.fileno(), 6, m.offset_data)):
                     index.rejected.append((where, "a compressed class tar has no byte ranges to read "
                                                   "images from; use `fastrec extract`"))
                     return
@@ -348,9 +413,9 @@ def build_index(archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EX
             classes: dict[str, _Class] = {}
             try:
                 with tarfile.open(fileobj=f, mode="r:", tarinfo=EndCheckedTarInfo) as outer:
-                    for m in b.members(outer, a, 0, tar_stem(os.path.basename(path)), None, path, classes,
-                                       on_inner):
-                        if m.offset_data + m.size > size:
+                    for m in b.members(outer, a, f.fileno(), 0, tar_stem(os.path.basename(path)), None, path,
+                                       classes, on_inner):
+                        if data_end(outer, m) > size:
                             raise tarfile.ReadError(f"member {m.name!r} runs past the end of the file")
                         last = m.name
                     check_end(outer)
@@ -369,7 +434,7 @@ def build_index(archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EX
 # The cache is one file: a JSON header (what the index was made from, and where each column
 # lies), then the columns, page-aligned, so a load memory-maps them instead of reading them.
 CACHE_MAGIC = b"fastrec-tarindex\n"
-RULES_VERSION = 2     # bump when what build_index accepts or how it names members changes
+RULES_VERSION = 3     # bump when what build_index accepts or how it names members changes
 _ALIGN = 4096
 
 
@@ -378,7 +443,7 @@ def _cache_key(archives: Sequence[str], exts: Sequence[str] | None) -> dict:
     stamps = []
     for a in archives:
         st = os.stat(a)
-        stamps.append([os.path.abspath(a), st.st_size, st.st_mtime_ns])
+        stamps.append([os.path.abspath(a), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
     return {"rules": RULES_VERSION, "archives": stamps,
             "exts": None if exts is None else sorted(e.lower() for e in exts)}
 
@@ -405,6 +470,7 @@ def save_index(index: TarIndex, path: str, exts: Sequence[str] | None = DEFAULT_
         out += b"\0" * (layout[name][0] - len(out))
         out += cols[name].tobytes()
     atomic_write(path, bytes(out))
+    index.cache = path
 
 
 def load_index(path: str, archives: Sequence[str], exts: Sequence[str] | None = DEFAULT_EXTS,
@@ -433,6 +499,7 @@ def load_index(path: str, archives: Sequence[str], exts: Sequence[str] | None = 
         cols[name] = (np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)) if count
                       else np.zeros(0, dtype=dtype))
     index._cols = cols
+    index.cache = path
     return index
 
 

@@ -7,8 +7,9 @@ every image exactly as the extracted tree would.
 from __future__ import annotations
 
 import os
+import posixpath
 import tarfile
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from fastrec.errors import FastrecError
 
@@ -50,6 +51,24 @@ def resolve_archives(paths: Sequence[str]) -> list[str]:
     return out
 
 
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+          (b"\x1f\x9d", "compress (.Z)"), (b"\x04\x22\x4d\x18", "lz4"))
+
+
+def compression(start: bytes) -> str | None:
+    """The compression a file starting with `start` has (whatever its name says), or None."""
+    for magic, kind in _MAGIC:
+        if start.startswith(magic):
+            return kind
+    return None
+
+
+def data_end(tar: tarfile.TarFile, m: tarfile.TarInfo) -> int:
+    """Where member `m`'s stored bytes end in `tar`'s file: a sparse member stores fewer bytes
+    than its size (its holes are not stored), so there it is where the next header begins."""
+    return m.offset_data + m.size if m.sparse is None else tar.offset
+
+
 def split_name(name: str) -> list[str]:
     """Member name -> path components; RefusedMember for absolute names and `..`."""
     if name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
@@ -74,7 +93,7 @@ def check_class(cls: str) -> None:
 
 def inner_tar_class(m: tarfile.TarInfo) -> str | None:
     """The class of a per-class tar stored as member `m` of an outer tar, or None if `m` is not one."""
-    return tar_stem(split_name(m.name)[-1]) if m.isfile() else None
+    return tar_stem(split_name(m.name)[-1]) if m.isfile() and m.sparse is None else None
 
 
 def place_member(m: tarfile.TarInfo, stem: str | None, inner: str | None) -> tuple[str, list[str]] | None:
@@ -85,6 +104,9 @@ def place_member(m: tarfile.TarInfo, stem: str | None, inner: str | None) -> tup
     inner: the class of the inner tar `m` comes from (None for a top-level archive's member)."""
     if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
         raise RefusedMember("device, fifo or other special file")
+    if m.sparse is not None:   # its bytes are pieces with holes between, not one byte range
+        raise RefusedMember("a sparse member (GNU tar --sparse): fastrec reads each image as one byte "
+                            "range; make the archive again without --sparse")
     if m.isdir() and not m.name.strip("/").strip("./"):
         return None   # the archive's own top folder (`tar -C DIR .` writes `./`): makes nothing
     parts = split_name(m.name)
@@ -118,6 +140,140 @@ def hard_link_rel(m: tarfile.TarInfo, cls: str, stem: str | None, inner: bool) -
     elif not (len(lparts) == 1 and stem == cls):
         raise RefusedMember(f"hard link to {m.linkname!r} in another class")
     return "/".join(lparts)
+
+
+# ---------------------------------------------------------------- one class folder, modelled
+# `fastrec extract` and the `--from-tar` index both build a ClassTree per class, so they refuse
+# the same members and keep the same links. Extraction writes files and folders as the model
+# accepts them and makes the links the model keeps when the class is complete; the index lists
+# what the model says a listing of that folder would find.
+
+DIR = object()          # a folder node
+
+
+class Link(str):
+    """A symbolic link node: its target, as written in the archive."""
+
+
+OUTSIDE, NOTHING = object(), object()   # what a path resolves to, besides a folder or a file
+MAX_LINKS = 40          # symbolic links followed in one resolution (Linux's ELOOP limit)
+LINK_TO_FOLDER = "link to a folder: only files are extracted as links"
+LINK_OUTSIDE = "link resolves outside its class folder"
+
+
+class ClassTree:
+    """The folders, files and symbolic links of one class folder, by path inside it ("a/b.jpg").
+
+    The rules are extract's: a later member of a name replaces an earlier one (not a folder);
+    nothing is made through a link or under a file; a hard link copies a file made before it; a
+    symbolic link must not point outside the class by its text. When the class is complete,
+    `settle` resolves every link as the file system would (component by component, `..` after
+    the link's own folder, links followed inside paths) and removes the links that end at a
+    folder or outside the class, until none does; the links left end at a file or at nothing.
+    A file's node is the caller's payload (where its bytes lie)."""
+
+    def __init__(self):
+        self.nodes: dict[str, object] = {}
+        self.removed: dict[str, str] = {}     # link -> why settle removed it
+
+    def _folder(self, parts: Sequence[str]) -> None:
+        path = ""
+        for part in parts:
+            path = f"{path}/{part}" if path else part
+            node = self.nodes.get(path)
+            if node is None:
+                self.nodes[path] = DIR
+            elif isinstance(node, Link):
+                raise RefusedMember(f"its folder {part!r} is a link; nothing is written through links")
+            elif node is not DIR:
+                raise RefusedMember(f"its folder {part!r} was extracted as a file before")
+
+    def _target(self, rel: str) -> None:
+        self._folder(rel.split("/")[:-1])
+        if self.nodes.get(rel) is DIR:
+            raise RefusedMember("a folder of that name was extracted before")
+
+    def add_dir(self, rel: str) -> None:
+        self._folder(rel.split("/"))
+
+    def add_file(self, rel: str, payload) -> None:
+        self._target(rel)
+        self.nodes[rel] = payload
+
+    def add_symlink(self, rel: str, target: str) -> None:
+        if not target:
+            raise RefusedMember("symbolic link with an empty target")
+        lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+        if posixpath.isabs(target) or lexical == ".." or lexical.startswith("../"):
+            raise RefusedMember(f"link to {target!r} points outside its class folder")
+        self._target(rel)
+        self.nodes[rel] = Link(target)
+
+    def add_hardlink(self, rel: str, source: str, name: str):
+        """A copy of the file at `source` (`name`: the link target as the archive gives it)."""
+        found = self.nodes.get(source)
+        if found is None or found is DIR or isinstance(found, Link):
+            raise RefusedMember(f"hard link to {name!r}, which is not a file extracted before it "
+                                f"in the same class")
+        self._target(rel)
+        self.nodes[rel] = found
+        return found
+
+    def resolve(self, rel: str):
+        """What `rel` names on the file system: a file's payload, DIR, OUTSIDE or NOTHING."""
+        todo, here, hops = rel.split("/"), [], 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not here:
+                    return OUTSIDE
+                here.pop()
+                continue
+            path = "/".join(here + [part])
+            node = self.nodes.get(path)
+            if node is None or path in self.removed:
+                return NOTHING
+            if node is DIR:
+                here.append(part)
+            elif isinstance(node, Link):
+                hops += 1
+                if hops > MAX_LINKS or posixpath.isabs(node):
+                    return NOTHING if hops > MAX_LINKS else OUTSIDE
+                todo = node.split("/") + todo      # relative to the link's own folder: `here`
+            else:
+                return NOTHING if todo else node    # `file/...` is ENOTDIR
+        return DIR
+
+    def settle(self) -> None:
+        links = sorted(rel for rel, node in self.nodes.items() if isinstance(node, Link))
+        changed = True
+        while changed:
+            changed = False
+            for rel in links:
+                if rel not in self.removed:
+                    found = self.resolve(rel)
+                    if found is DIR or found is OUTSIDE:
+                        self.removed[rel] = LINK_TO_FOLDER if found is DIR else LINK_OUTSIDE
+                        changed = True
+
+    def links(self) -> Iterator[tuple[str, str]]:
+        """(path, target) of each link that stays (after `settle`)."""
+        for rel, node in self.nodes.items():
+            if isinstance(node, Link) and rel not in self.removed:
+                yield rel, str(node)
+
+    def files(self) -> Iterator[tuple[str, object]]:
+        """(path, payload) of every file a listing finds: files, and links that end at one."""
+        for rel, node in self.nodes.items():
+            if node is DIR or rel in self.removed:
+                continue
+            if isinstance(node, Link):
+                node = self.resolve(rel)
+                if node is DIR or node is OUTSIDE or node is NOTHING:
+                    continue
+            yield rel, node
 
 
 class EndCheckedTarInfo(tarfile.TarInfo):

@@ -46,7 +46,7 @@ from fastrec import fsutil
 from fastrec.progress import make_progress
 from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import UsageError
-from fastrec.formats.tar import (EndCheckedTarInfo, RefusedMember as _Refused, TarError,
+from fastrec.formats.tar import (ClassTree, EndCheckedTarInfo, RefusedMember as _Refused, TarError,
                                  check_class as _check_class, hard_link_rel, inner_tar_class, place_member,
                                  resolve_archives, tar_stem as _tar_stem)
 
@@ -145,36 +145,27 @@ class _ClassWriter:
         self.dir = fsutil.partial_path(self.final)
         self.real = os.path.realpath(self.dir)
         self.files = self.bytes = 0
+        self.tree = ClassTree()
         if os.path.lexists(self.dir):
             log.info("%s: starting the half-written class %s again", where, cls)
             shutil.rmtree(self.dir)
         os.mkdir(self.dir)
 
-    def _folder(self, rel_dir: str) -> str:
-        """Make the folder `rel_dir` (relative, may be "") inside the partial folder, refusing
-        to pass through a link or a file on the way: nothing is written through links."""
-        path = self.dir
-        for part in rel_dir.split(os.sep) if rel_dir else []:
-            path = os.path.join(path, part)
-            if os.path.islink(path):
-                raise _Refused(f"its folder {part!r} is a link; nothing is written through links")
-            if os.path.lexists(path) and not os.path.isdir(path):
-                raise _Refused(f"its folder {part!r} was extracted as a file before")
-            if not os.path.lexists(path):
-                os.mkdir(path)
-        return path
-
-    def _target(self, rel: str) -> str:
-        """Path for the file, link or copy `rel` inside the partial folder."""
-        target = os.path.join(self._folder(os.path.dirname(rel)), os.path.basename(rel))
-        if os.path.isdir(target) and not os.path.islink(target):
-            raise _Refused("a folder of that name was extracted before")
-        if os.path.lexists(target):
-            os.remove(target)   # a later member of the same name wins, as with tar
+    def _path(self, rel: str) -> str:
+        """The place of `rel` in the partial folder, emptied of a file an earlier member made
+        there (a later member of a name replaces it, as with tar; ClassTree said it may)."""
+        target = os.path.join(self.dir, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target) and not os.path.isdir(target):
+            os.remove(target)
         return target
 
     def add(self, tar: tarfile.TarFile, m: tarfile.TarInfo, rel: str, link_rel: str | None) -> None:
-        """Write member `m` as `rel` (links: to `link_rel`, relative to the class folder)."""
+        """Write member `m` as `rel` (links: to `link_rel`, relative to the class folder).
+
+        The class's ClassTree decides what is refused (the same rules as the --from-tar index);
+        symbolic links are made by `finish`, once the tree says which stay, so until then no
+        link exists on disk and nothing can be written through one."""
         checked = copy.copy(m)
         checked.name = rel
         if link_rel is not None:
@@ -184,28 +175,24 @@ class _ClassWriter:
                 _DATA_FILTER(checked, self.dir)
             except tarfile.FilterError as err:
                 raise _Refused(f"tarfile data filter: {err}") from None
-        elif m.issym() and (os.path.isabs(m.linkname) or os.path.normpath(
-                os.path.join(os.path.dirname(rel), m.linkname)).split(os.sep)[0] == ".."):
-            raise _Refused(f"link to {m.linkname!r} points outside its class folder")
         if m.isdir():
-            self._folder(rel)
+            self.tree.add_dir(rel)
+            os.makedirs(os.path.join(self.dir, rel), exist_ok=True)
             return
-        target = self._target(rel)
         if m.issym():
-            dest = os.path.realpath(os.path.join(os.path.dirname(target), m.linkname))
-            if not fsutil.is_inside(dest, self.real):
-                raise _Refused(f"link to {m.linkname!r} points outside its class folder")
-            os.symlink(m.linkname, target)
+            self.tree.add_symlink(rel, m.linkname)
+            self._path(rel)      # an earlier file of that name goes; the link is made by finish
             return
         if m.islnk():   # a copy, not a second name: the class folder stays self-contained
-            source = os.path.join(self.dir, link_rel)
-            if os.path.realpath(source) != os.path.join(self.real, os.path.normpath(link_rel)) \
-                    or not os.path.isfile(source):
-                raise _Refused(f"hard link to {m.linkname!r}, which is not a file extracted "
-                               f"before it in the same class")
-            shutil.copyfile(source, target)
+            self.tree.add_hardlink(rel, link_rel, m.linkname)
+            if os.path.normpath(link_rel) == os.path.normpath(rel):
+                return           # a hard link to itself: the file stays as it is
+            target = self._path(rel)
+            shutil.copyfile(os.path.join(self.dir, link_rel), target)
             n = os.path.getsize(target)
         else:
+            self.tree.add_file(rel, True)
+            target = self._path(rel)
             n = self._write_file(tar.extractfile(m), target, m.name)
         os.utime(target, (m.mtime, m.mtime))
         self.files += 1
@@ -234,18 +221,22 @@ class _ClassWriter:
         return n
 
     def finish(self) -> None:
-        """Recheck every link physically, fsync the folders, rename into place."""
-        for dirpath, dirnames, filenames in os.walk(self.dir):
-            for name in dirnames + filenames:
-                p = os.path.join(dirpath, name)
-                if os.path.islink(p) and not fsutil.is_inside(os.path.realpath(p), self.real):
-                    os.remove(p)   # our own output: the link was made, then a later one redirected it
-                    self.run.refuse(f"{self.where}:{os.path.relpath(p, self.dir)}",
-                                    "link resolves outside its class folder through another link")
-                elif os.path.islink(p) and os.path.isdir(p):
-                    os.remove(p)   # a listing would walk through it (im2rec follows links); the tar index does not
-                    self.run.refuse(f"{self.where}:{os.path.relpath(p, self.dir)}",
-                                    "link to a folder: only files are extracted as links")
+        """Make the links the class's tree keeps, check each physically, fsync, rename into place."""
+        self.tree.settle()
+        for rel, why in sorted(self.tree.removed.items()):
+            self.run.refuse(f"{self.where}:{rel}", why)
+        resolves = {rel for rel, _ in self.tree.files()}
+        links = sorted(self.tree.links())
+        for rel, target in links:
+            os.symlink(target, os.path.join(self.dir, rel))
+        for rel, target in links:   # the model and the file system must agree; if not, the link goes
+            p = os.path.join(self.dir, rel)
+            if not fsutil.is_inside(os.path.realpath(p), self.real) or os.path.isdir(p) \
+                    or os.path.isfile(p) != (rel in resolves):
+                os.remove(p)
+                self.run.refuse(f"{self.where}:{rel}", "link resolves differently on disk than fastrec "
+                                                       "expected (a bug: please report it)")
+        for dirpath, _, _ in os.walk(self.dir):
             if self.run.opts.fsync:
                 fsutil.fsync_dir(dirpath)
         os.rename(self.dir, self.final)
