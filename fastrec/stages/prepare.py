@@ -10,6 +10,7 @@ after the split, classes just above the minimum would fall below it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -17,7 +18,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 
-from fastrec.fsutil import atomic_write
+from fastrec.fsutil import atomic_write, command_line, output_lock
 from fastrec.engine import pack_all
 from fastrec.engine.local import Job
 from fastrec.engine.options import PackOptions
@@ -228,6 +229,14 @@ def prepare(cfg: PrepareConfig) -> dict:
         os.makedirs(cfg.work, exist_ok=True)
     except OSError as err:
         raise PrepareError(f"cannot create the --work folder {cfg.work!r}: {err.strerror}") from err
+    with contextlib.ExitStack() as locks:   # one prepare per work folder and image trees at a time
+        for folder in (cfg.work, *(() if cfg.from_tar else (cfg.root, cfg.val_root))):
+            os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+            locks.enter_context(output_lock(folder, command_line()))
+        return _prepare(cfg)
+
+
+def _prepare(cfg: PrepareConfig) -> dict:
     state_path = os.path.join(cfg.work, STATE_NAME)
     state = _load_state(state_path, cfg)
     state["earlier"] = [name for name in STAGES if name in state["done"]]
