@@ -544,9 +544,8 @@ def _os_error_line(err: OSError) -> str:
     """A failure of the machine under the run, as one line: what failed, on which path, what to do."""
     where = " -> ".join(os.fsdecode(p) for p in (err.filename, err.filename2) if p is not None)
     what = err.strerror or str(err) or type(err).__name__
-    return (f"{what}{f': {where}' if where else ''}; the outputs already complete are kept, incomplete ones "
-            f"are not made to look complete: fix that (space, permissions, the device) and run the same "
-            f"command again")
+    return (f"{what}{f': {where}' if where else ''} (a fault of the machine or the storage, not of the data); "
+            f"fix it (space, permissions, the device) and run the same command again")
 
 
 def _fail(a, command: str, message: str, code: int, json_wanted: bool) -> int:

@@ -444,3 +444,81 @@ def refuse_output_is_input(outputs: Sequence[str], inputs: Sequence[str], fix: s
         if hit is not None:
             raise FastrecError(f"the output {out} is the input {hit}: writing it would destroy it; "
                                f"{fix or 'choose another output name'}")
+
+
+# ---------------------------------------------------------------- a set of outputs, all or nothing
+class OutputSet:
+    """Files that make one result (all chunks of one `list`, its synset files) written as a set:
+    each to its hidden temporary `.NAME.partial`, fsynced, and renamed into place only when every
+    one is whole. A failure (a full disk, a read-only folder, an I/O error) removes the
+    temporaries, leaves the earlier files as they were, and is one EnvironmentFault line.
+
+        with OutputSet("the lists") as out:
+            with out.open(path) as f: ...
+    """
+
+    def __init__(self, what: str):
+        self.what = what
+        self.pending: list[tuple[str, str]] = []   # (temporary, final path)
+
+    def open(self, path: str, **text):
+        """A new file of the set, open for writing (binary, or text with `text` open() arguments)."""
+        tmp = partial_path(path)
+        self.pending = [(t, p) for t, p in self.pending if t != tmp]   # written again: the last one counts
+        self.pending.append((tmp, path))
+        try:
+            return _SyncedFile(tmp, text)
+        except OSError as err:
+            raise self._fault(err) from err
+
+    def _fault(self, err: OSError) -> EnvironmentFault:
+        where = os.fsdecode(err.filename) if err.filename else "?"
+        return EnvironmentFault(f"writing {self.what} failed: {err.strerror or err} ({where}); nothing was "
+                                f"replaced (earlier files are as they were); fix that and run again")
+
+    def commit(self) -> None:
+        try:
+            for tmp, path in self.pending:
+                os.replace(tmp, path)
+            for folder in sorted({os.path.dirname(os.path.abspath(p)) for _, p in self.pending}):
+                fsync_dir(folder)
+        except OSError as err:
+            raise self._fault(err) from err
+        self.pending = []
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.pending = []
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        if kind is None:
+            self.commit()
+            return
+        self.discard()
+        if isinstance(err, OSError):
+            raise self._fault(err) from err
+
+
+class _SyncedFile:
+    """A file that is flushed and fsynced when its `with` block ends."""
+
+    def __init__(self, path: str, text: dict):
+        self.f = open(path, "w" if text else "wb", **text)
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, kind, err, tb) -> None:
+        try:
+            if kind is None:
+                self.f.flush()
+                os.fsync(self.f.fileno())
+        finally:
+            self.f.close()
