@@ -81,9 +81,13 @@ fuzz-smoke: fuzz-build
 	  || { tail -n 60 build/fuzz/smoke.log; echo "fuzz smoke run FAILED: see tests/fuzz_regressions/"; exit 1; }
 	@echo "fuzz smoke run: $$(grep -E '^Done' build/fuzz/smoke.log)"
 
+# The fault injector (tests/test_faults.py): every errno of every command, FAULT_SAMPLES calls each.
+FAULT_SAMPLES ?= 8
+
 fuzz: fuzz-build
 	build/fuzz/fuzz_pack build/fuzz/corpus build/fuzz/seeds tests/fuzz_regressions \
 	  -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS)
+	FASTREC_FAULT_SAMPLES=$(FAULT_SAMPLES) FASTREC_FAULT_SEED=$$(date +%s) $(PY) -m pytest -q tests/test_faults.py
 
 # Side-by-side benchmarks (see bench/README.md); PyTurboJPEG 1.x needs the system libturbojpeg.
 bench: install

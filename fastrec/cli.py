@@ -151,9 +151,31 @@ FROM_TAR_ONLY = (("min_images", 0), ("more_than", None), ("val_per_class", 0), (
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from fastrec.formats.lists import ListOptions, make_lists
+    import contextlib
+    from fastrec.formats.lists import ListOptions
+    from fastrec.fsutil import command_line, output_lock
     opts = ListOptions(recursive=a.recursive, exts=tuple(a.exts), chunks=a.chunks,
                        train_ratio=a.train_ratio, test_ratio=a.test_ratio, shuffle=a.shuffle)
+    prefixes = [a.prefix, *([a.val_prefix] if getattr(a, "val_prefix", None) else [])]
+    _refuse_list_over_input(a, prefixes, opts)
+    with contextlib.ExitStack() as locks:   # one writer per output; a missing output folder is refused here
+        for prefix in prefixes:
+            locks.enter_context(output_lock(prefix, command_line()))
+        return _list(a, opts)
+
+
+def _refuse_list_over_input(a: argparse.Namespace, prefixes: list[str], opts) -> None:
+    """A list, synset or index file that would overwrite an input (the archive, the labels) is refused."""
+    from fastrec.formats.lists import split_outputs, synset_path
+    from fastrec.fsutil import refuse_output_is_input
+    outputs = [path for prefix in prefixes for path, _ in split_outputs(os.path.abspath(prefix), [], opts)]
+    outputs += [synset_path(prefix) for prefix in prefixes]
+    inputs = [*(getattr(a, "from_tar", None) or []), *(getattr(a, k, None) or "" for k in ("labels", "classes", "ids"))]
+    refuse_output_is_input(outputs, [p for p in inputs if p], "choose another PREFIX")
+
+
+def _list(a: argparse.Namespace, opts) -> int:
+    from fastrec.formats.lists import make_lists
     if getattr(a, "labels", None):
         return _list_labelled(a, opts)
     if getattr(a, "from_tar", None):
@@ -506,23 +528,73 @@ def _configure_logging(verbose: int) -> None:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
+STAGE_OUTPUT_FOLDERS = {"extract": ("dest",), "filter": ("root", "move_to"), "split": ("root", "val_root")}
+
+
+def _stage_locks(a: argparse.Namespace, stack) -> None:
+    """The folders a moving stage writes are locked for its run (one writer per output); pack,
+    list and prepare lock their own outputs. A dry run writes nothing and locks nothing."""
+    from fastrec.fsutil import command_line, output_lock
+    if getattr(a, "dry_run", False):
+        return
+    for field in STAGE_OUTPUT_FOLDERS.get(a.command, ()):
+        folder = getattr(a, field, None)
+        if field == "root" and not os.path.isdir(folder or ""):
+            continue        # the stage refuses a missing ROOT in its own words
+        if folder:
+            os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)   # as the stage would
+            stack.enter_context(output_lock(folder, command_line()))
+
+
+def _os_error_line(err: OSError) -> str:
+    """A failure of the machine under the run, as one line: what failed, on which path, what to do."""
+    where = " -> ".join(os.fsdecode(p) for p in (err.filename, err.filename2) if p is not None)
+    what = err.strerror or str(err) or type(err).__name__
+    return (f"{what}{f': {where}' if where else ''} (a fault of the machine or the storage, not of the data); "
+            f"fix it (space, permissions, the device) and run the same command again")
+
+
+def _fail(a, command: str, message: str, code: int, json_wanted: bool) -> int:
+    """Every failure: one line on stderr and, with --json, one JSON document on stdout."""
+    print(f"fastrec {command}: {'' if code == 130 else 'error: '}{message}", file=sys.stderr)
+    if json_wanted:
+        import json
+        try:
+            print(json.dumps({"command": command, "error": message, "exit": code}), flush=True)
+        except OSError:
+            pass
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    from fastrec.errors import EXIT_ENVIRONMENT
     parser = build_parser()
+    args = list(sys.argv[1:] if argv is None else argv)
+    json_wanted = "--json" in args
     try:
-        a, extras = parser.parse_known_args(argv)
+        a, extras = parser.parse_known_args(args)
         if extras:   # the sub-command's usage, not the top level's
             parser.commands[a.command].error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as done:   # a wrong argument (status 2), --help or --version (0)
-        return done.code if isinstance(done.code, int) else 2
+        code = done.code if isinstance(done.code, int) else 2
+        if code and json_wanted:
+            import json
+            print(json.dumps({"error": "bad command line (see stderr)", "exit": code}))
+        return code
     _configure_logging(a.verbose)
+    json_wanted = bool(getattr(a, "json", False))
     try:
-        return a.func(a) or 0
+        import contextlib
+        with contextlib.ExitStack() as locks:
+            _stage_locks(a, locks)
+            return a.func(a) or 0
     except FastrecError as err:
-        print(f"fastrec {a.command}: error: {err}", file=sys.stderr)
-        return err.exit_code
+        return _fail(a, a.command, str(err), err.exit_code, json_wanted)
     except KeyboardInterrupt:
-        print(f"fastrec {a.command}: interrupted", file=sys.stderr)
-        return 130
+        return _fail(a, a.command, "interrupted", 130, json_wanted)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:   # the machine failed under a path no stage wraps: one line, never a traceback
+        log.debug("the failure in full", exc_info=True)
+        return _fail(a, a.command, _os_error_line(err), EXIT_ENVIRONMENT, json_wanted)

@@ -12,15 +12,19 @@ attempt verifies again before removing the source). Same for single files.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
+import socket
 import stat
 import sys
+import time
 from typing import Sequence
-from fastrec.errors import FastrecError
+from fastrec.errors import EnvironmentFault, FastrecError
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +323,202 @@ def refuse_nesting(a: str, a_flag: str, b: str, b_flag: str) -> None:
     if is_inside(b, a) or is_inside(a, b):
         raise MoveError(f"{b_flag} {b!r} and {a_flag} {a!r} overlap (one lies inside the other); "
                         f"choose a {b_flag} folder outside {a!r}")
+
+
+# ---------------------------------------------------------------- one writer per output
+LOCK_SUFFIX = ".lock"
+_held: dict[str, tuple[int, int]] = {}   # lock path -> (fd, depth): this process's own locks
+
+
+class OutputBusy(EnvironmentFault):
+    """Another fastrec run holds the lock on these outputs (exit 75: try again once it ended)."""
+
+
+def output_folder_missing(folder: str, what: str) -> FastrecError:
+    return FastrecError(f"output folder {folder!r} for {what} does not exist; create it first")
+
+
+def lock_path(output: str) -> str:
+    """The lock of an output (a prefix or a folder): the hidden sibling `PARENT/.NAME.lock`."""
+    parent, name = os.path.split(os.path.abspath(output))
+    return os.path.join(parent, f".{name or 'root'}{LOCK_SUFFIX}")
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "another process (it wrote no details)"
+
+
+@contextlib.contextmanager
+def output_lock(output: str, command: str):
+    """Hold an exclusive lock on the outputs named by `output` (a prefix or a folder) for the run.
+
+    The lock file `PARENT/.NAME.lock` holds the holder's pid, host and command line; a second run
+    stops at once (OutputBusy, exit 75) naming them. flock() is released by the kernel when its
+    holder exits however it exits, so a lock whose process died (SIGKILL, a crash) is simply taken
+    over; the file is removed at the end of a run. Re-entrant within one process (prepare runs the
+    stages, pack takes the prefix's lock and each list's)."""
+    path = lock_path(output)
+    if path in _held:
+        fd, depth = _held[path]
+        _held[path] = (fd, depth + 1)
+        try:
+            yield path
+        finally:
+            fd, depth = _held[path]
+            _held[path] = (fd, depth - 1)
+        return
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise output_folder_missing(parent, os.path.abspath(output))
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as err:
+            raise EnvironmentFault(f"cannot create the lock {path}: {err.strerror}; fix the permissions of "
+                                   f"{parent!r} (fastrec needs to write there) and run again") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = _holder(fd)
+            os.close(fd)
+            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                raise EnvironmentFault(f"cannot lock {path}: {err.strerror} (a file system without locks? "
+                                       f"see the README on NFS)") from err
+            raise OutputBusy(f"another fastrec run is writing these outputs: {holder}; wait for it to end (or, "
+                             f"if that process is gone, remove {path}) and run again") from None
+        try:   # the file we locked may have been removed by its previous holder in between: lock anew
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        me = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode("utf-8", "replace"), 0)
+    except OSError:
+        pass    # the lock holds without the details (a full disk): the refusal then says less
+    _held[path] = (fd, 1)
+    try:
+        yield path
+    finally:
+        del _held[path]
+        try:
+            os.unlink(path)   # while still locked: a waiting run re-checks the inode and locks anew
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def command_line() -> str:
+    """This process's command line, as the lock records it."""
+    return " ".join(["fastrec", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith(("fastrec", "__main__.py")) \
+        else " ".join(sys.argv)
+
+
+def refuse_output_is_input(outputs: Sequence[str], inputs: Sequence[str], fix: str = "") -> None:
+    """FastrecError if an output path is, or resolves to (a link, another name of the same file
+    through a hard link), one of the input files or folders: writing it would destroy the input.
+    Checked before anything is opened."""
+    def identity(path: str):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    known = {}
+    for path in inputs:
+        if path:
+            known[os.path.realpath(path)] = path
+            ident = identity(path)
+            if ident is not None:
+                known[ident] = path
+    for out in outputs:
+        hit = known.get(os.path.realpath(out)) or known.get(identity(out) or ("", ""))
+        if hit is not None:
+            raise FastrecError(f"the output {out} is the input {hit}: writing it would destroy it; "
+                               f"{fix or 'choose another output name'}")
+
+
+# ---------------------------------------------------------------- a set of outputs, all or nothing
+class OutputSet:
+    """Files that make one result (all chunks of one `list`, its synset files) written as a set:
+    each to its hidden temporary `.NAME.partial`, fsynced, and renamed into place only when every
+    one is whole. A failure (a full disk, a read-only folder, an I/O error) removes the
+    temporaries, leaves the earlier files as they were, and is one EnvironmentFault line.
+
+        with OutputSet("the lists") as out:
+            with out.open(path) as f: ...
+    """
+
+    def __init__(self, what: str):
+        self.what = what
+        self.pending: list[tuple[str, str]] = []   # (temporary, final path)
+
+    def open(self, path: str, **text):
+        """A new file of the set, open for writing (binary, or text with `text` open() arguments)."""
+        tmp = partial_path(path)
+        self.pending = [(t, p) for t, p in self.pending if t != tmp]   # written again: the last one counts
+        self.pending.append((tmp, path))
+        try:
+            return _SyncedFile(tmp, text)
+        except OSError as err:
+            raise self._fault(err) from err
+
+    def _fault(self, err: OSError) -> EnvironmentFault:
+        where = os.fsdecode(err.filename) if err.filename else "?"
+        return EnvironmentFault(f"writing {self.what} failed: {err.strerror or err} ({where}); nothing was "
+                                f"replaced (earlier files are as they were); fix that and run again")
+
+    def commit(self) -> None:
+        try:
+            for tmp, path in self.pending:
+                os.replace(tmp, path)
+            for folder in sorted({os.path.dirname(os.path.abspath(p)) for _, p in self.pending}):
+                fsync_dir(folder)
+        except OSError as err:
+            raise self._fault(err) from err
+        self.pending = []
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.pending = []
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        if kind is None:
+            self.commit()
+            return
+        self.discard()
+        if isinstance(err, OSError):
+            raise self._fault(err) from err
+
+
+class _SyncedFile:
+    """A file that is flushed and fsynced when its `with` block ends."""
+
+    def __init__(self, path: str, text: dict):
+        self.f = open(path, "w" if text else "wb", **text)
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, kind, err, tb) -> None:
+        try:
+            if kind is None:
+                self.f.flush()
+                os.fsync(self.f.fileno())
+        finally:
+            self.f.close()

@@ -1,6 +1,7 @@
 """The packing engine: lists in, .rec/.idx out, on local threads or on a Dask cluster."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Sequence
@@ -10,7 +11,8 @@ from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
 from fastrec.errors import DataError
 from fastrec.formats.lists import find_lists
-from fastrec.formats.manifest import read_manifest
+from fastrec.formats.manifest import manifest_path, read_manifest
+from fastrec.fsutil import command_line, output_lock, refuse_output_is_input
 
 __all__ = ["PackError", "PackOptions", "Summary", "TooManySkipped", "pack_all", "pack_prefix"]
 
@@ -26,6 +28,16 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
     if not lists:
         raise PackError(f"no .lst file matches the prefix {os.path.abspath(prefix)!r} "
                         f"(run `fastrec list` first)")
+    outputs = [os.path.splitext(lst)[0] + ext for lst in lists for ext in (".rec", ".idx", ".skipped.tsv")]
+    refuse_output_is_input(outputs + [manifest_path(p) for p in outputs if p.endswith(".rec")],
+                           [*archives, *lists, *([root] if root else [])],
+                           "rename the input or the lists (the outputs are named after the .lst files)")
+    with output_lock(prefix, command_line()):
+        return _pack_prefix(prefix, lists, work, root, opts, archives)
+
+
+def _pack_prefix(prefix: str, lists: list[str], work: str, root: str | None, opts: PackOptions,
+                 archives: Sequence[str]) -> Summary:
     source = None
     if archives:
         from fastrec.engine.sources import cache_path, index_for
@@ -52,7 +64,14 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
 def pack_all(jobs: Sequence[Job], opts: PackOptions) -> Summary:
     """Pack `jobs` on local threads or, with `opts.dask`, on a Dask cluster; then the guard against
     a quietly thin dataset (--max-skipped, --strict). Every route to a pack (pack, im2rec, prepare)
-    comes through here."""
+    comes through here. Each list's outputs are locked for the run (one writer per output)."""
+    with contextlib.ExitStack() as locks:
+        for job in jobs:
+            locks.enter_context(output_lock(os.path.splitext(job.rec)[0], command_line()))
+        return _pack_all(jobs, opts)
+
+
+def _pack_all(jobs: Sequence[Job], opts: PackOptions) -> Summary:
     if opts.dask:
         from fastrec.engine.cluster import pack_jobs_dask
         summary = pack_jobs_dask(jobs, opts, opts.dask, opts.shard_size)

@@ -6,12 +6,14 @@ MXNet 1.9.1's tools/im2rec.py exactly (shared/SPEC.md §3), so a user can swap t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, NamedTuple, Sequence
 from fastrec.errors import FastrecError
+from fastrec.fsutil import OutputSet
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +115,28 @@ def format_line(entry: ImageEntry) -> str:
     return "%d\t" % entry.index + "".join("%f\t" % x for x in entry.labels) + "%s\n" % entry.path
 
 
-def write_list(path: str, entries: Iterable[ImageEntry]) -> int:
-    """Write one .lst file; returns the number of lines."""
-    n = 0
-    with open(path, "w", encoding=LST_ENCODING, errors=LST_ERRORS, newline="\n") as f:
+LST_TEXT = dict(encoding=LST_ENCODING, errors=LST_ERRORS, newline="\n")
+
+
+def write_list(path: str, entries: Iterable[ImageEntry], outputs: OutputSet | None = None) -> int:
+    """Write one .lst file (as part of the set `outputs`, or on its own, atomically); returns the
+    number of lines."""
+    with _own_set(outputs, f"the list {path}") as out, out.open(path, **LST_TEXT) as f:
+        n = 0
         for entry in entries:
             f.write(format_line(entry))
             n += 1
     return n
+
+
+@contextlib.contextmanager
+def _own_set(outputs: OutputSet | None, what: str):
+    """`outputs` if the caller gathers a set; else a set of one result, committed at the end."""
+    if outputs is not None:
+        yield outputs
+        return
+    with OutputSet(what) as own:
+        yield own
 
 
 SYNSET_SUFFIX = ".synset.txt"
@@ -131,7 +147,7 @@ def synset_path(prefix: str) -> str:
     return os.path.abspath(prefix) + SYNSET_SUFFIX
 
 
-def write_synset(prefix: str, label_map: Sequence[tuple[str, int]]) -> str | None:
+def write_synset(prefix: str, label_map: Sequence[tuple[str, int]], outputs: OutputSet | None = None) -> str | None:
     """Write the class folder of each label, one per line in label order (line N is label N), as
     MXNet's examples and ImageNet pipelines read `synset.txt`. Returns its path, or None when
     there are no classes (a flat list) or the labels are not 0..N-1 (a line could not name one)."""
@@ -142,7 +158,7 @@ def write_synset(prefix: str, label_map: Sequence[tuple[str, int]]) -> str | Non
         log.warning("labels are not 0..%d: no synset file written for %s", len(labels) - 1, prefix)
         return None
     path = synset_path(prefix)
-    with open(path, "w", encoding=LST_ENCODING, errors=LST_ERRORS, newline="\n") as f:
+    with _own_set(outputs, f"the synset file {path}") as out, out.open(path, **LST_TEXT) as f:
         f.writelines(f"{folder}\n" for folder, _ in sorted(label_map, key=lambda kv: kv[1]))
     return path
 
@@ -198,9 +214,14 @@ def _empty_cause(root: str, opts: ListOptions) -> str:
 
 
 def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
-               entries: list[ImageEntry] | None = None, allow_empty: bool = True) -> ListResult:
+               entries: list[ImageEntry] | None = None, allow_empty: bool = True,
+               outputs: OutputSet | None = None) -> ListResult:
     """Write the .lst files `im2rec.py --list PREFIX ROOT` would write, and for class folders
     the label -> class-folder file `PREFIX.synset.txt`.
+
+    All of them are one set (fsutil.OutputSet): written to temporaries and renamed into place
+    only when every one is whole, so a failure leaves no partial set that `pack` would take for
+    whole; with `outputs`, they join the caller's set (train and val lists of one command).
 
     `entries` replaces the directory walk (e.g. when listing from a tar index). Without
     `allow_empty`, a listing that finds no image raises ListError with its likely cause (and
@@ -224,11 +245,12 @@ def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
     if opts.shuffle:
         random.Random(SHUFFLE_SEED).shuffle(entries)
     result = ListResult(label_map=label_map)
-    for path, chunk in split_outputs(prefix, entries, opts):
-        result.counts[path] = write_list(path, chunk)
-        result.files.append(path)
-    if any(folder != "." for folder, _ in label_map):   # class folders, not one flat folder
-        result.synset = write_synset(prefix, label_map)
+    with _own_set(outputs, f"the lists {prefix}*.lst") as out:
+        for path, chunk in split_outputs(prefix, entries, opts):
+            result.counts[path] = write_list(path, chunk, out)
+            result.files.append(path)
+        if any(folder != "." for folder, _ in label_map):   # class folders, not one flat folder
+            result.synset = write_synset(prefix, label_map, out)
     return result
 
 

@@ -10,20 +10,22 @@ after the split, classes just above the minimum would fall below it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import time
 import tomllib
 from dataclasses import dataclass, field
 
-from fastrec.fsutil import atomic_write
+from fastrec.fsutil import atomic_write, command_line, output_lock
 from fastrec.engine import pack_all
 from fastrec.engine.local import Job
 from fastrec.engine.options import PackOptions
 from fastrec.formats.fields import wrong_fields
 from fastrec.formats.lists import ListOptions, find_lists, make_lists
-from fastrec.errors import FastrecError
+from fastrec.errors import EnvironmentFault, FastrecError
 
 STATE_NAME = "prepare.state.json"
 PREPARE_PACK_DEFAULTS = {"resize": 480, "quality": 90}   # the seed workflow's, not im2rec's 0/95
@@ -113,8 +115,18 @@ def _refuse_unknown(path: str, table: dict, known: set, where: str) -> None:
 def _load_state(path: str, config: PrepareConfig) -> dict:
     if not os.path.exists(path):
         return {"config": config.fingerprint(), "done": {}, "seconds": {}}
-    with open(path) as f:
-        state = json.load(f)
+    damaged = (f"{path} is damaged ({{}}); it records which stages finished: move it away and run again "
+               f"(the stages run again and each skips what is already done)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:   # truncated, not JSON, not text
+        raise PrepareError(damaged.format(f"not a JSON document: {err}")) from None
+    except OSError as err:
+        raise PrepareError(f"cannot read {path}: {err.strerror}; fix that and run again") from None
+    if not (isinstance(state, dict) and isinstance(state.get("done"), dict)
+            and isinstance(state.get("seconds"), dict)):
+        raise PrepareError(damaged.format("not the state of a prepare run"))
     if state.get("config") != config.fingerprint():
         raise PrepareError(f"{path} was written for other settings; rerun with the same settings to "
                            f"resume, or use another --work folder (or delete the state file) to start over")
@@ -122,7 +134,11 @@ def _load_state(path: str, config: PrepareConfig) -> dict:
 
 
 def _save_state(path: str, state: dict) -> None:
-    atomic_write(path, json.dumps(state, indent=1, sort_keys=True).encode())
+    try:
+        atomic_write(path, json.dumps(state, indent=1, sort_keys=True).encode())
+    except OSError as err:   # the stage itself is done; only its record failed
+        raise EnvironmentFault(f"writing {path} failed: {err.strerror}; fix that and run the same command again "
+                               f"(finished work is kept; the stage checks what is done)") from err
 
 
 def _summary_dict(summary) -> dict:
@@ -221,6 +237,10 @@ def run_stage(name: str, cfg: PrepareConfig) -> dict | None:
     raise ValueError(name)
 
 
+RERUN_PREPARE = "run the same `fastrec prepare` command again (it resumes where it stopped)"
+_RESUME_HINT = re.compile(r"(re)?run [^;]*--resume[^;]*")
+
+
 def prepare(cfg: PrepareConfig) -> dict:
     """Run (or resume) the chain; returns the state with every stage's summary and timing."""
     cfg.check()
@@ -228,6 +248,14 @@ def prepare(cfg: PrepareConfig) -> dict:
         os.makedirs(cfg.work, exist_ok=True)
     except OSError as err:
         raise PrepareError(f"cannot create the --work folder {cfg.work!r}: {err.strerror}") from err
+    with contextlib.ExitStack() as locks:   # one prepare per work folder and image trees at a time
+        for folder in (cfg.work, *(() if cfg.from_tar else (cfg.root, cfg.val_root))):
+            os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+            locks.enter_context(output_lock(folder, command_line()))
+        return _prepare(cfg)
+
+
+def _prepare(cfg: PrepareConfig) -> dict:
     state_path = os.path.join(cfg.work, STATE_NAME)
     state = _load_state(state_path, cfg)
     state["earlier"] = [name for name in STAGES if name in state["done"]]
@@ -235,7 +263,12 @@ def prepare(cfg: PrepareConfig) -> dict:
         if name in state["done"]:
             continue
         started = time.perf_counter()
-        result = run_stage(name, cfg)
+        try:
+            result = run_stage(name, cfg)
+        except FastrecError as err:   # a stage's hint names its own command's flags; prepare always resumes
+            if "--resume" in str(err):
+                err.args = (_RESUME_HINT.sub(RERUN_PREPARE, str(err)),)
+            raise
         state["seconds"][name] = state["seconds"].get(name, 0.0) + time.perf_counter() - started
         state["done"][name] = result
         _save_state(state_path, {k: v for k, v in state.items() if k != "earlier"})

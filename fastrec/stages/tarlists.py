@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 
 from fastrec.engine.sources import TarIndex, cache_path, index_for
 from fastrec.formats.lists import ImageEntry, ListError, list_images, make_lists
+from fastrec.fsutil import OutputSet
 from fastrec.stages.split import choose
 
 
@@ -93,11 +94,12 @@ def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: 
         why = (f"all {len(split.small_classes)} classes have fewer than --min-images {min_images}"
                if split.small_classes else f"the archives hold no image ({', '.join(opts.exts)})")
         raise ListError(f"no image to list: {why}; no list was written")
-    train = make_lists(prefix, ".", opts, entries=walk_entries(split.train))
     val = None
-    if val_per_class:
-        val = make_lists(val_prefix, ".", dataclasses.replace(opts, chunks=val_chunks),
-                         entries=walk_entries(split.val))
+    with OutputSet("the train and val lists") as out:   # one set: both whole, or neither replaced
+        train = make_lists(prefix, ".", opts, entries=walk_entries(split.train), outputs=out)
+        if val_per_class:
+            val = make_lists(val_prefix, ".", dataclasses.replace(opts, chunks=val_chunks),
+                             entries=walk_entries(split.val), outputs=out)
     return TarLists(train, val, split, index.rejected)
 
 
@@ -129,10 +131,11 @@ def make_labelled_lists(prefix: str, root: str | None, archives: Sequence[str] |
         ids = {name: i + 1 for name, i in numbers.items()}
     found = ground_truth_labels(labels_file, [p.rsplit("/", 1)[-1] for p in paths], numbers, ids)
     entries = [ImageEntry(i, path, (label,)) for i, (path, label) in enumerate(zip(paths, found))]
-    result = make_lists(prefix, root, opts, entries=entries)
-    used = set(found)
-    result.label_map = [(name, label) for name, label in sorted(numbers.items(), key=lambda kv: kv[1])
-                        if label in used]
-    # the folder of a flat set names no class: the synset is the train classes' numbering
-    result.synset = write_synset(prefix, sorted(numbers.items(), key=lambda kv: kv[1]))
+    with OutputSet("the lists") as out:
+        result = make_lists(prefix, root, opts, entries=entries, outputs=out)
+        used = set(found)
+        result.label_map = [(name, label) for name, label in sorted(numbers.items(), key=lambda kv: kv[1])
+                            if label in used]
+        # the folder of a flat set names no class: the synset is the train classes' numbering
+        result.synset = write_synset(prefix, sorted(numbers.items(), key=lambda kv: kv[1]), out)
     return result
