@@ -269,6 +269,7 @@ def cmd_im2rec(a: argparse.Namespace) -> int:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from fastrec.reports.verify import verify
+    from fastrec.reports.verify_combined import default_combined_index, verify_combined_index
     reports = verify(a.prefix, decode=a.decode, resize=a.resize)
     if not reports:
         raise UsageError(f"no .rec file matches {a.prefix!r}")
@@ -276,12 +277,26 @@ def cmd_verify(a: argparse.Namespace) -> int:
         from fastrec.stages.provenance import check_sources
         for report in reports:
             check_sources(report)
+    combined = a.index or default_combined_index(a.prefix)
+    if combined:
+        reports.append(verify_combined_index(a.prefix, combined))
     if a.json:
         from fastrec.reports.results import dumps, verify_document
         print(dumps(verify_document(reports)))
     else:
         print("\n".join(line for report in reports for line in report.lines()))
     return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_index(a: argparse.Namespace) -> int:
+    from fastrec.formats.combined_index import write_combined_index
+    path, recs, records = write_combined_index(a.prefix, a.output)
+    print(f"wrote {path}: {records} records of {len(recs)} .rec file(s), in this order: "
+          + " ".join(os.path.basename(r) for r in recs))
+    for rec in recs:
+        if os.path.getsize(rec) == 0:   # its list packed nothing (a chunk of fewer images than --chunks)
+            log.warning("note: %s is empty: leave it out of DALI's path (DALI cannot map an empty file)", rec)
+    return 0
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
@@ -432,8 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --decode: the shorter edge every image must have")
     p.add_argument("--sources", action="store_true",
                    help="also re-read every packed image (files or tar members) and name those changed since the pack")
+    p.add_argument("--index", metavar="FILE", type=PATH,
+                   help="also check this combined index (`fastrec index`); PREFIX.idx is checked when present")
     _add_json_flag(p)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("index", help="write one index over the .rec files of a chunked pack (for DALI)",
+                       description="Write one .idx over all .rec files of PREFIX (data_0.rec ... data_7.rec), "
+                       "in list order, each offset shifted by the sizes of the files before it: the single "
+                       "index_path that DALI's readers.mxnet takes with path=[those .rec files, same order]. "
+                       "Written atomically; `fastrec verify PREFIX` checks it.")
+    p.add_argument("prefix", help="prefix of the packed lists (e.g. data for data_0 .. data_7)")
+    p.add_argument("-o", "--output", metavar="FILE", type=PATH,
+                   help="where to write it (default: PREFIX.idx)")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("inspect", help="show record headers, label counts and image sizes of .rec files")
     p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
