@@ -77,9 +77,14 @@ fuzz-smoke: fuzz-build
 	  || { tail -n 60 build/fuzz/smoke.log; echo "fuzz smoke run FAILED: see tests/fuzz_regressions/"; exit 1; }
 	@echo "fuzz smoke run: $$(grep -E '^Done' build/fuzz/smoke.log)"
 
+# `make fuzz` also runs the generated-input properties longer, searching new examples.
+FUZZ_EXAMPLES ?= 2000
+
 fuzz: fuzz-build
 	build/fuzz/fuzz_pack build/fuzz/corpus build/fuzz/seeds tests/fuzz_regressions \
 	  -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS)
+	FASTREC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:logging \
+	  tests/test_tar_generated.py
 
 # Side-by-side benchmarks (see bench/README.md); PyTurboJPEG 1.x needs the system libturbojpeg.
 bench: install
