@@ -83,11 +83,15 @@ fuzz-smoke: fuzz-build
 
 # The fault injector (tests/test_faults.py): every errno of every command, FAULT_SAMPLES calls each.
 FAULT_SAMPLES ?= 8
+# `make fuzz` also runs the generated-input properties longer, searching new examples.
+FUZZ_EXAMPLES ?= 2000
 
 fuzz: fuzz-build
 	build/fuzz/fuzz_pack build/fuzz/corpus build/fuzz/seeds tests/fuzz_regressions \
 	  -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS)
 	FASTREC_FAULT_SAMPLES=$(FAULT_SAMPLES) FASTREC_FAULT_SEED=$$(date +%s) $(PY) -m pytest -q tests/test_faults.py
+	FASTREC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:logging \
+	  tests/test_tar_generated.py
 
 # Side-by-side benchmarks (see bench/README.md); PyTurboJPEG 1.x needs the system libturbojpeg.
 bench: install
