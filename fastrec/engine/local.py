@@ -23,11 +23,11 @@ from typing import Iterable, Iterator, Sequence
 
 from fastrec._native.core import NEEDS_FALLBACK, OK, STATUS_NAMES, Worker
 from fastrec._version import __version__
-from fastrec.engine.options import PackError, PackOptions
+from fastrec.engine.options import LATER_SETTINGS, PackError, PackOptions
 from fastrec.engine.reader import Batch, Feed, default_budget
 from fastrec.engine.outcome import Outcome, Summary
 from fastrec.errors import DataError, EnvironmentFault, UsageError
-from fastrec.formats.lists import ListItem, read_list, synset_of
+from fastrec.formats.lists import BadLine, ListItem, ListRules, check_list, read_list, synset_of
 from fastrec.formats.manifest import (ListDigest, Manifest, label_key, manifest_path, read_manifest,
                                       setting_differences, write_manifest)
 from fastrec.formats.recordio import record_end_in_file
@@ -42,15 +42,20 @@ WRITEBACK_EVERY = 8 << 20
 
 class ListFile:
     """The items of a .lst, read from the file each time they are walked (never all in memory):
-    iterate, len() (counted once), and slices (what a cluster shard takes)."""
+    iterate, len() (counted once), and slices (what a cluster shard takes). The first walk checks
+    the whole list under `rules` (formats.lists.check_list): a bad line stops the pack before
+    anything is written, or, with rules.skip_bad_lines, is a BadLine item that becomes a skip."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, rules: ListRules = ListRules()):
+        self.path, self.rules = path, rules
         self._len: int | None = None
+        self._duplicates: dict[int, int] | None = None
         self._cursor: tuple[int, Iterator[ListItem]] | None = None   # (next index, its iterator)
 
-    def __iter__(self) -> Iterator[ListItem]:
-        return read_list(self.path, warn=False)
+    def __iter__(self) -> Iterator[ListItem | BadLine]:
+        if self._duplicates is None:
+            self._duplicates = check_list(self.path, self.rules)
+        return read_list(self.path, self.rules, self._duplicates)
 
     def __len__(self) -> int:
         if self._len is None:
@@ -81,10 +86,10 @@ class Job:
     lst: str = ""           # the .lst packed; "" for a Dask shard (no manifest of its own)
 
     @classmethod
-    def for_list(cls, lst: str, root: str) -> "Job":
+    def for_list(cls, lst: str, root: str, rules: ListRules = ListRules()) -> "Job":
         """The outputs go beside the list, named after it (as im2rec names them)."""
         base = os.path.splitext(lst)[0]
-        return cls(ListFile(lst), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
+        return cls(ListFile(lst, rules), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
                    lst=os.path.abspath(lst))
 
     @property
@@ -120,6 +125,11 @@ def feed_for(root: str, opts: PackOptions, source=None) -> Feed:
                 depth=opts.io_depth, start_depth=4 * opts.num_thread)
 
 
+def _paths(items: Sequence[ListItem | BadLine]) -> list[str | None]:
+    """What the feed reads: nothing for a bad line (its path may leave the root)."""
+    return [None if isinstance(item, BadLine) else item.path for item in items]
+
+
 def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=None,
                reads: Batch | None = None) -> list[Outcome]:
     """Turn list items into outcomes, in order (runs in a worker thread; the C part drops the GIL).
@@ -129,7 +139,7 @@ def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=N
     own = None
     if reads is None:
         own = feed_for(root, opts, source)
-        reads = own.submit([item.path for item in items])
+        reads = own.submit(_paths(items))
     try:
         return _pack_read(items, opts, reads.wait())
     finally:
@@ -142,6 +152,9 @@ def _pack_read(items: Sequence[ListItem], opts: PackOptions, reads: list) -> lis
     outcomes: list[Outcome | None] = [None] * len(items)
     ids, labels, datas, where = [], [], [], []
     for i, item in enumerate(items):
+        if isinstance(item, BadLine):    # read with --skip-bad-lines: its skip, never its file
+            outcomes[i] = Outcome(None, item.reason, f"line {item.line}: {item.message}")
+            continue
         head = _head(item, opts.pack_label)
         if isinstance(head, str):
             outcomes[i] = Outcome(None, "bad-header", head)
@@ -337,7 +350,7 @@ def check_resumable(job: Job, fresh: Manifest) -> None:
                         "packed with these settings and this list; resuming as asked", job.rec)
         return
     problems = []
-    changed = setting_differences(old.settings, fresh.settings)
+    changed = setting_differences({**LATER_SETTINGS, **old.settings}, fresh.settings)
     if changed:
         problems.append("the settings differ (" + "; ".join(changed) + ")")
     if old.list_digest != fresh.list_digest:
@@ -494,7 +507,7 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
                 batch = next(batches, None)
                 if batch is None:
                     break
-                reads = feed.submit([item.path for item in batch])
+                reads = feed.submit(_paths(batch))
                 inflight.append((batch, pool.submit(pack_batch, batch, job.root, opts, job.source, reads)))
             if not inflight:
                 break
