@@ -149,7 +149,7 @@ static int starts(const uint8_t *d, size_t len, const char *magic, size_t n)
 int fr_check_whole(const uint8_t *d, size_t len, char *msg, size_t cap)
 {
     msg[0] = 0;
-    if (len >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
+    if (len >= 2 && d[0] == 0xFF && d[1] == 0xD8)
         return check_jpeg(d, len, msg, cap);
     if (starts(d, len, (const char *)PNG_SIGNATURE, sizeof PNG_SIGNATURE))
         return check_png(d, len, msg, cap);
