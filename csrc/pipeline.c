@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "decode.h"
 #include "encode.h"
 #include "fingerprint.h"
@@ -414,6 +415,13 @@ void fr_pack_bytes(fr_worker *w, const fr_options *o, const uint8_t *data, size_
         return;
     }
     if (o->pass_through) {
+        if (o->check_whole) {
+            int st = fr_check_whole(data, len, res->message, sizeof res->message);
+            if (st != FR_OK) {
+                res->status = st;
+                return;
+            }
+        }
         if (begin_payload(w, h) || fr_buf_append(&w->payload, data, len)) {
             fail(res, FR_SKIP_NO_MEMORY, "cannot allocate the record");
             return;

@@ -17,6 +17,7 @@ typedef struct {
     int color;           /* 1 colour, 0 grayscale, -1 as stored (no EXIF rotation) */
     int no_upscale;      /* keep images smaller than `resize` at their size */
     int pass_through;    /* store the file bytes unchanged */
+    int check_whole;     /* with pass_through: skip files that are not whole images (check.h) */
     int raw_output;      /* append header + raw RGB/gray rows, unframed (PNG output is made in Python) */
     int keep_alpha;      /* with raw_output: RGBA input to fr_pack_pixels keeps its alpha */
     fr_filter filter;

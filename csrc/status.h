@@ -18,6 +18,7 @@ typedef enum {
     FR_SKIP_RECORD_TOO_LARGE,/* record would reach RecordIO's 2^29-byte limit */
     FR_SKIP_NO_MEMORY,
     FR_SKIP_NOT_REGULAR,     /* a folder, FIFO, socket or device: never opened for reading */
+    FR_SKIP_NOT_AN_IMAGE,    /* --pass-through: the bytes are no image format fastrec knows */
     FR_STATUS_COUNT
 } fr_status;
 
@@ -26,7 +27,7 @@ static inline const char *fr_status_name(int s)
     static const char *const names[FR_STATUS_COUNT] = {
         "ok", "needs-fallback", "read-error", "empty-file", "file-too-large", "too-many-pixels",
         "too-many-scans", "truncated", "corrupt", "unsupported", "output-too-large",
-        "record-too-large", "out-of-memory", "not-a-regular-file",
+        "record-too-large", "out-of-memory", "not-a-regular-file", "not-an-image",
     };
     return (s >= 0 && s < FR_STATUS_COUNT) ? names[s] : "unknown";
 }

@@ -7,6 +7,7 @@ cannot pack (SPEC §4.5), at 2 it skips it, which is what fastrec does at any th
 """
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,9 +17,12 @@ from helpers_pack import (
     fastrec_main, fastrec_subprocess, output_files, read_with_mxnet, run_im2rec_batch, skipped_lines,
     write_lst,
 )
-from fastrec.formats.lists import read_list
+from fastrec.formats.lists import LENIENT, read_list
 
 IM2REC_FLAGS = ["--pass-through", "--num-thread", "2"]
+# fastrec's flags that restore what im2rec.py does on purpose otherwise (README, "How fastrec differs"):
+# these cases hold bad lines, a repeated id, paths outside ROOT and fake image bytes on purpose
+AS_IM2REC = ["--skip-bad-lines", "--allow-duplicate-ids", "--allow-outside-root", "--pass-through-unchecked"]
 
 # .lst lines that im2rec.py's read_list drops or parses in unusual ways (SPEC §4.3)
 EDGE_LINES = [
@@ -118,7 +122,7 @@ def cases(tmp_path_factory):
     for name, (prefix, flags, root_dir) in c.runs.items():
         fr_dir = base / name / "fr"
         c.fastrec[name] = fastrec_main(["pack", fr_dir / prefix if prefix else fr_dir, root_dir,
-                                        "--pass-through", *flags, "--max-skipped", "100%",
+                                        "--pass-through", *AS_IM2REC, *flags, "--max-skipped", "100%",
                                         "--progress", "off"])   # edge-case lists hold skips on purpose
     return c
 
@@ -163,14 +167,16 @@ def test_lst_edge_cases_pack_like_im2rec(cases, name):
 
 @pytest.mark.parametrize("name", ["edge", "edge_label"])
 def test_lst_edge_cases_skips_are_explained(cases, name):
-    """What im2rec drops silently (or crashes on at 1 thread) is in .skipped.tsv with a reason;
-    lines that do not parse are not items at all, as in im2rec (they are logged, not listed)."""
+    """What im2rec drops silently (or crashes on at 1 thread) is in .skipped.tsv with a reason:
+    with --skip-bad-lines each line that does not parse (or has a negative id) is a
+    `bad-list-line` skip naming its line; blank lines are not list lines."""
     rows = skipped_lines(cases.base / name / "fr" / "train.rec")
-    reasons = {(p, r) for p, r, _ in rows}
-    assert ("missing.jpg", "read-error") in reasons
-    assert len(rows) == 2                        # the missing file and the negative id
-    assert ("a.jpg", "bad-header") in reasons
-    parsed = list(read_list(str(cases.base / name / "fr" / "train.lst")))
+    assert collections.Counter(r for _, r, _ in rows) == {"read-error": 1, "bad-list-line": 6}
+    assert ("missing.jpg", "read-error") in {(p, r) for p, r, _ in rows}
+    bad = {d.split(":")[0] for _, r, d in rows if r == "bad-list-line"}
+    assert bad == {f"line {EDGE_LINES.index(line) + 1}" for line in
+                   ["1\ta.jpg", "x\t1\ta.jpg", "1.0\t1\ta.jpg", "2\tabc\ta.jpg", "-3\t1\ta.jpg", "12\t3\t\tc.jpg"]}
+    parsed = list(read_list(str(cases.base / name / "fr" / "train.lst"), LENIENT))
     assert len(parsed) == len(read_with_mxnet(cases.base / name / "fr" / "train.rec")) + len(rows)
 
 

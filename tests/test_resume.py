@@ -216,7 +216,7 @@ PACKED_WITH = dict(resize=64, quality=80, batch_size=2, progress="off", max_skip
 CHANGED = {   # one other value for every setting that changes the bytes (engine.options.BYTE_SETTINGS)
     "resize": 96, "center_crop": True, "quality": 50, "color": 0, "encoding": ".png", "pack_label": True,
     "pass_through": True, "no_upscale": True, "filter": "bicubic", "subsampling": 444, "fast_dct": True,
-    "max_pixels": 1000, "max_bytes": 1000, "max_scans": 5,
+    "max_pixels": 1000, "max_bytes": 1000, "max_scans": 5, "pass_through_unchecked": True,
 }
 
 

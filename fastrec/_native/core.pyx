@@ -154,7 +154,8 @@ cdef class Worker:
     """Per-thread decoder, encoder and buffers, reused across images.
 
     Parameters mirror im2rec: resize (shorter edge, 0 keeps the size), center_crop, color
-    (1, 0, -1), quality (1-100); plus no_upscale, pass_through, filter ("auto": Lanczos-3 when
+    (1, 0, -1), quality (1-100); plus no_upscale, pass_through (with check_whole: files that are
+    not whole images are skipped, csrc/check.h), filter ("auto": Lanczos-3 when
     shrinking, bicubic when enlarging; or "triangle", "bicubic", "lanczos"), subsampling (420, 422, 444), fast_dct, and the limits max_pixels, max_bytes
     (per file) and max_scans (progressive JPEG scans). With raw=True a "record" is the
     unframed header followed by the raw RGB (or gray) rows, for encoders other than JPEG;
@@ -164,7 +165,7 @@ cdef class Worker:
     cdef fr_options o
 
     def __cinit__(self, resize=0, bint center_crop=False, color=1, bint no_upscale=False,
-                  bint pass_through=False, filter="auto", quality=95, subsampling=420,
+                  bint pass_through=False, bint check_whole=True, filter="auto", quality=95, subsampling=420,
                   bint fast_dct=False, max_pixels=178956970, max_bytes=1 << 28,
                   max_scans=100, bint raw=False, bint keep_alpha=False):
         resize = _checked_int("resize", resize, 0, INT_MAX)
@@ -185,6 +186,7 @@ cdef class Worker:
         self.o.color = color
         self.o.no_upscale = no_upscale
         self.o.pass_through = pass_through
+        self.o.check_whole = check_whole
         self.o.filter = FILTERS[filter]
         self.o.quality = quality
         self.o.subsampling = subsampling

@@ -52,6 +52,7 @@ cdef extern from "pipeline.h" nogil:
         int color
         int no_upscale
         int pass_through
+        int check_whole
         int raw_output
         int keep_alpha
         fr_filter filter

@@ -51,7 +51,7 @@ def _pack_prefix(prefix: str, lists: list[str], work: str, root: str | None, opt
             raise PackError(f"image root {root!r} does not exist or is not a folder")
     for lst in lists:
         log.info("Creating .rec file from %s in %s", lst, work)
-    jobs = [Job.for_list(lst, root) for lst in lists]
+    jobs = [Job.for_list(lst, root, opts.list_rules()) for lst in lists]
     if not any(job.items for job in jobs):
         raise PackError(f"the list(s) {', '.join(os.path.basename(p) for p in lists)} hold no image line "
                         f"(`id<TAB>label<TAB>path`); nothing to pack (was `fastrec list` run without "

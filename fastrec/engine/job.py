@@ -7,21 +7,26 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from fastrec.formats.fingerprints import fingerprints_path
-from fastrec.formats.lists import ListItem, read_list
+from fastrec.formats.lists import BadLine, ListItem, ListRules, check_list, read_list
 from fastrec.formats.manifest import manifest_path
 
 
 class ListFile:
     """The items of a .lst, read from the file each time they are walked (never all in memory):
-    iterate, len() (counted once), and slices (what a cluster shard takes)."""
+    iterate, len() (counted once), and slices (what a cluster shard takes). The first walk checks
+    the whole list under `rules` (formats.lists.check_list): a bad line stops the pack before
+    anything is written, or, with rules.skip_bad_lines, is a BadLine item that becomes a skip."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, rules: ListRules = ListRules()):
+        self.path, self.rules = path, rules
         self._len: int | None = None
+        self._duplicates: dict[int, int] | None = None
         self._cursor: tuple[int, Iterator[ListItem]] | None = None   # (next index, its iterator)
 
-    def __iter__(self) -> Iterator[ListItem]:
-        return read_list(self.path, warn=False)
+    def __iter__(self) -> Iterator[ListItem | BadLine]:
+        if self._duplicates is None:
+            self._duplicates = check_list(self.path, self.rules)
+        return read_list(self.path, self.rules, self._duplicates)
 
     def __len__(self) -> int:
         if self._len is None:
@@ -52,10 +57,10 @@ class Job:
     lst: str = ""           # the .lst packed; "" for a Dask shard (no manifest of its own)
 
     @classmethod
-    def for_list(cls, lst: str, root: str) -> "Job":
+    def for_list(cls, lst: str, root: str, rules: ListRules = ListRules()) -> "Job":
         """The outputs go beside the list, named after it (as im2rec names them)."""
         base = os.path.splitext(lst)[0]
-        return cls(ListFile(lst), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
+        return cls(ListFile(lst, rules), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
                    lst=os.path.abspath(lst))
 
     @property

@@ -28,7 +28,7 @@ from fastrec.engine.options import PackOptions
 from fastrec.engine.outcome import Outcome, Summary
 from fastrec.engine.outputs import ResumePoint, _Outputs, _refuse_odd_outputs, resume_point
 from fastrec.engine.reader import Batch, Feed, default_budget
-from fastrec.formats.lists import ListItem
+from fastrec.formats.lists import BadLine, ListItem
 from fastrec.formats.manifest import ListDigest
 from fastrec.fsutil import CrashAfter
 from fastrec.progress import PackProgress
@@ -68,6 +68,11 @@ def feed_for(root: str, opts: PackOptions, source=None) -> Feed:
                 depth=opts.io_depth, start_depth=4 * opts.num_thread)
 
 
+def _paths(items: Sequence[ListItem | BadLine]) -> list[str | None]:
+    """What the feed reads: nothing for a bad line (its path may leave the root)."""
+    return [None if isinstance(item, BadLine) else item.path for item in items]
+
+
 def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=None,
                reads: Batch | None = None) -> list[Outcome]:
     """Turn list items into outcomes, in order (runs in a worker thread; the C part drops the GIL).
@@ -77,7 +82,7 @@ def pack_batch(items: Sequence[ListItem], root: str, opts: PackOptions, source=N
     own = None
     if reads is None:
         own = feed_for(root, opts, source)
-        reads = own.submit([item.path for item in items])
+        reads = own.submit(_paths(items))
     try:
         return _pack_read(items, opts, reads.wait())
     finally:
@@ -90,6 +95,9 @@ def _pack_read(items: Sequence[ListItem], opts: PackOptions, reads: list) -> lis
     outcomes: list[Outcome | None] = [None] * len(items)
     ids, labels, datas, where = [], [], [], []
     for i, item in enumerate(items):
+        if isinstance(item, BadLine):    # read with --skip-bad-lines: its skip, never its file
+            outcomes[i] = Outcome(None, item.reason, f"line {item.line}: {item.message}")
+            continue
         head = _head(item, opts.pack_label)
         if isinstance(head, str):
             outcomes[i] = Outcome(None, "bad-header", head)
@@ -164,7 +172,7 @@ def pack_job(job: Job, opts: PackOptions, pool: ThreadPoolExecutor, progress: Pa
                 batch = next(batches, None)
                 if batch is None:
                     break
-                reads = feed.submit([item.path for item in batch])
+                reads = feed.submit(_paths(batch))
                 inflight.append((batch, pool.submit(pack_batch, batch, job.root, opts, job.source, reads)))
             if not inflight:
                 break

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 from fastrec._version import __version__
 from fastrec.engine.job import Job
-from fastrec.engine.options import PackOptions
+from fastrec.engine.options import LATER_SETTINGS, PackOptions
 from fastrec.engine.outputs import _complete_lines, _count_lines, _Outputs
 from fastrec.errors import DataError, EnvironmentFault, UsageError
 from fastrec.formats.fingerprints import file_digest
@@ -117,7 +117,7 @@ def check_resumable(job: Job, fresh: Manifest) -> None:
                          f"{old.format}), this is fastrec {__version__} (pack format {FORMAT_VERSION}), whose "
                          f"bytes may differ; pack it again without --resume (the files are untouched)")
     problems = []
-    changed = setting_differences(old.settings, fresh.settings)
+    changed = setting_differences({**LATER_SETTINGS, **old.settings}, fresh.settings)
     if changed:
         problems.append("the settings differ (" + "; ".join(changed) + ")")
     if old.list_digest != fresh.list_digest:

@@ -7,6 +7,7 @@ from typing import Callable
 
 from fastrec._native.core import Worker
 from fastrec.errors import FastrecError, UsageError
+from fastrec.formats.lists import ListRules
 
 DEFAULT_MAX_PIXELS = 178956970   # Pillow's decompression-bomb limit
 DEFAULT_MAX_BYTES = 256 << 20
@@ -17,7 +18,11 @@ DEFAULT_MAX_SKIPPED = 0.01       # more skipped images than this share ends the 
 # the Dask shards refuse to continue work made with other values. The rest only change speed
 # or how the run is watched.
 BYTE_SETTINGS = ("resize", "center_crop", "quality", "color", "encoding", "pack_label", "pass_through",
-                 "no_upscale", "filter", "subsampling", "fast_dct", "max_pixels", "max_bytes", "max_scans")
+                 "no_upscale", "filter", "subsampling", "fast_dct", "max_pixels", "max_bytes", "max_scans",
+                 "pass_through_unchecked")
+# Byte settings added after manifests were first written, with the value older packs had: --resume
+# reads a manifest without them as made with that value.
+LATER_SETTINGS = {"pass_through_unchecked": False}
 MAX_SIDE = 65500                 # libjpeg's largest JPEG side (JPEG_MAX_DIMENSION)
 INT64_MAX = (1 << 63) - 1
 
@@ -38,6 +43,10 @@ class PackOptions:
     encoding: str = ".jpg"
     pack_label: bool = False
     pass_through: bool = False
+    pass_through_unchecked: bool = False   # with pass_through: store any bytes, as im2rec does
+    skip_bad_lines: bool = False           # the list rules (formats.lists.ListRules)
+    allow_outside_root: bool = False
+    allow_duplicate_ids: bool = False
     no_upscale: bool = False
     filter: str = "auto"
     subsampling: int = 420
@@ -54,6 +63,10 @@ class PackOptions:
     progress: str = "auto"
     dask: str | None = None       # scheduler address or local[:WORKERS]
     shard_size: int = 0           # with dask: items per task (0: one task per .lst)
+
+    def __post_init__(self) -> None:
+        if self.pass_through_unchecked:   # pass-through as im2rec does it: implies --pass-through
+            self.pass_through = True
 
     @classmethod
     def from_args(cls, a) -> "PackOptions":
@@ -95,12 +108,17 @@ class PackOptions:
     def settings(self) -> dict:
         """The byte-changing settings (BYTE_SETTINGS) by name, as the manifest records them."""
         return {name: getattr(self, name) for name in BYTE_SETTINGS}
+
+    def list_rules(self) -> ListRules:
+        return ListRules(skip_bad_lines=self.skip_bad_lines, allow_outside_root=self.allow_outside_root,
+                         allow_duplicate_ids=self.allow_duplicate_ids)
         if self.io_depth < 0 or self.io_budget < 0:
             raise PackError(f"--io-depth must be 0 (automatic) or a positive count, got {self.io_depth}")
 
     def worker(self) -> Worker:
         return Worker(resize=self.resize, center_crop=self.center_crop, color=self.color,
-                      no_upscale=self.no_upscale, pass_through=self.pass_through, filter=self.filter,
+                      no_upscale=self.no_upscale, pass_through=self.pass_through,
+                      check_whole=not self.pass_through_unchecked, filter=self.filter,
                       quality=self.quality if self.encoding == ".jpg" else 95,
                       subsampling=self.subsampling, fast_dct=self.fast_dct,
                       max_pixels=self.max_pixels, max_bytes=self.max_bytes, max_scans=self.max_scans,
@@ -186,7 +204,13 @@ class Flag:
 
 
 PACK_FLAGS: tuple[Flag, ...] = (
-    Flag("pass_through", None, "store the file bytes unchanged", im2rec=True),
+    Flag("pass_through", None, "store the file bytes unchanged (each checked to be a whole JPEG or PNG; "
+         "other formats by their signature)", im2rec=True),
+    Flag("pass_through_unchecked", None, "--pass-through that stores any bytes unchecked, as im2rec.py's does"),
+    Flag("skip_bad_lines", None, "skip .lst lines that are not items (counted as bad-list-line, "
+         "duplicate-id, outside-root) instead of stopping, as im2rec.py passes over them"),
+    Flag("allow_outside_root", None, "read list paths that leave ROOT (absolute, ..), as im2rec.py does"),
+    Flag("allow_duplicate_ids", None, "pack lines that repeat an id, as im2rec.py does"),
     Flag("resize", Whole(0, MAX_SIDE), "resize the shorter edge to this many pixels (0: keep the size)", im2rec=True),
     Flag("center_crop", None, "cut the centre square before resizing", im2rec=True),
     Flag("quality", Whole(0, 100), "JPEG quality (1-100) or PNG compression (0-9)", im2rec=True),

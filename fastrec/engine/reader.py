@@ -206,18 +206,26 @@ class Feed:
         self._grow(self.max_depth if self.pinned else min(start_depth, self.max_depth))
 
     # ------------------------------------------------------------ the decoders' side
-    def submit(self, paths: Sequence[str]) -> Batch:
+    def submit(self, paths: Sequence[str | None]) -> Batch:
+        """Read `paths` ahead; a None is not read (its slot holds a placeholder Outcome)."""
         batch = Batch(self, len(paths))
-        order = range(len(paths))
+        order = [i for i, p in enumerate(paths) if p is not None]
+        for i, p in enumerate(paths):
+            if p is None:
+                batch.slots[i] = Outcome(None, "not-read")
+                batch.missing -= 1
+        if not order:
+            batch.done.set()
+            return batch
         if self.source is not None:     # archive members in the order they lie on disk
-            places = [self.source.locate(p) for p in paths]
+            places = {i: self.source.locate(paths[i]) for i in order}
             order = sorted(order, key=lambda i: places[i][:2] if places[i] else (-1, 0))
             batch.hints = _spans([places[i] for i in order if places[i]])
         with self._lock:
             for i in order:
                 self._queue.append((self._next_seq, batch, i, paths[i]))
                 self._next_seq += 1
-            self._work.notify(len(paths))
+            self._work.notify(len(order))
         return batch
 
     def starving(self) -> None:

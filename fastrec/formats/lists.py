@@ -6,13 +6,14 @@ MXNet 1.9.1's tools/im2rec.py exactly (shared/SPEC.md §3), so a user can swap t
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import logging
 import os
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, NamedTuple, Sequence
-from fastrec.errors import FastrecError
+from fastrec.errors import DataError, FastrecError
 from fastrec.fsutil import OutputSet
 
 log = logging.getLogger(__name__)
@@ -262,21 +263,204 @@ class ListItem(NamedTuple):
     labels: tuple
 
 
-def read_list(path: str, warn: bool = True) -> Iterator[ListItem]:
-    """Parse a .lst like im2rec's read_list: bad lines are logged (if `warn`) and skipped, not fatal."""
-    with open(path, encoding=LST_ENCODING, errors=LST_ERRORS) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = [x.strip() for x in line.strip().split("\t")]
-            if len(fields) < 3:
-                if line.strip() and warn:
-                    log.warning("%s:%d: needs at least 3 tab-separated fields, has %d: %r",
-                                path, lineno, len(fields), line)
-                continue
-            try:
-                yield ListItem(int(fields[0]), fields[-1], tuple(float(x) for x in fields[1:-1]))
-            except ValueError as err:
-                if warn:
-                    log.warning("%s:%d: cannot parse %r: %s", path, lineno, line, err)
+# ---------------------------------------------------------------- the .lst grammar
+# One grammar for every reader (pack, verify, --resume, Dask planning): a line is what MXNet
+# 1.9.1's im2rec.py `read_list` makes of it -- the file read as text with universal newlines
+# (so CRLF ends a line like LF), the line stripped, split on TAB, each field stripped; then
+# int(first), float(each middle field), the last field the path (shared/SPEC.md §4.3). A line
+# that is empty once stripped is not a list line (im2rec passes over it too). fastrec adds what
+# im2rec finds out only when packing: the id must fit the record header (0..2^64-1), an id may
+# appear once per list, and the path stays under the image root.
+UINT64_MAX = (1 << 64) - 1
+BAD_LINE = "bad-list-line"        # the skip reasons of lines read with skip_bad_lines
+DUPLICATE_ID = "duplicate-id"
+OUTSIDE_ROOT = "outside-root"
+MAX_LISTED = 5                    # bad lines named in one error
+
+
+@dataclass(frozen=True)
+class ListRules:
+    """How strictly a .lst is read: the defaults refuse anything im2rec would quietly drop or mix up."""
+
+    skip_bad_lines: bool = False       # a bad line becomes a BadLine (a named skip), not an error
+    allow_outside_root: bool = False   # absolute and `..` paths are read, as im2rec reads them
+    allow_duplicate_ids: bool = False  # repeated ids are packed, as im2rec packs them
+
+
+LENIENT = ListRules(skip_bad_lines=True, allow_outside_root=True, allow_duplicate_ids=True)
+
+
+class BadLine(NamedTuple):
+    """A line that is not a list item, kept in its place (with skip_bad_lines) so that it becomes a
+    skip with its reason. id and labels are the parsed ones where they parse (else -1 and ()),
+    so a list digests the same whichever rules read it."""
+
+    id: int
+    path: str          # the last field, as im2rec would have read the path
+    labels: tuple
+    line: int
+    reason: str        # BAD_LINE, DUPLICATE_ID or OUTSIDE_ROOT
+    message: str
+
+
+class ListLineError(ListError, DataError):
+    """A .lst holds lines the rules refuse; the message names the file, each line and what to do."""
+
+
+def _fields(text: str) -> list[str]:
+    return [x.strip() for x in text.strip().split("\t")]
+
+
+def parse_line(text: str) -> ListItem | tuple[str, int, tuple] | None:
+    """A line as im2rec's read_list parses it: a ListItem; None for a blank line; or, for a line
+    im2rec drops or cannot pack, (what is wrong, id or -1, labels or ())."""
+    fields = _fields(text)
+    if fields == [""]:
+        return None
+    if len(fields) < 3:
+        return (f"needs at least 3 tab-separated fields (id, label, path), has {len(fields)}", -1, ())
+    try:
+        item_id = int(fields[0])
+    except ValueError:
+        return (f"the id {fields[0]!r} is not a whole number", -1, ())
+    try:
+        labels = tuple(float(x) for x in fields[1:-1])
+    except ValueError:
+        bad = next(x for x in fields[1:-1] if not _is_float(x))
+        return (f"the label {bad!r} is not a number", item_id, ())
+    if not 0 <= item_id <= UINT64_MAX:
+        return (f"the id {item_id} is outside 0..2^64-1, which a record header cannot hold", item_id, labels)
+    return ListItem(item_id, fields[-1], labels)
+
+
+def _is_float(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+def leaves_root(path: str) -> bool:
+    """Whether a list path names a file outside the image root, lexically: absolute, or climbing
+    out with `..` (links inside the tree are followed, as im2rec and `list --recursive` do)."""
+    if os.path.isabs(path):
+        return True
+    norm = os.path.normpath(path)
+    return norm == os.pardir or norm.startswith(os.pardir + os.sep)
+
+
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a .lst; universal newlines, as im2rec's open() reads it."""
+    try:
+        f = open(path, encoding=LST_ENCODING, errors=LST_ERRORS)
+    except OSError as err:
+        raise ListError(f"cannot read {path}: {err.strerror}") from err
+    with f:
+        yield from enumerate(f, 1)
+
+
+def classify(text: str, lineno: int, rules: ListRules, duplicates: dict[int, int]) -> ListItem | BadLine | None:
+    """A line's ListItem, its BadLine (whatever the rules say about skipping: the caller decides),
+    or None for a blank line. `duplicates`: line -> the earlier line with the same id."""
+    parsed = parse_line(text)
+    if parsed is None or isinstance(parsed, ListItem):
+        item = parsed
+    else:
+        what, item_id, labels = parsed
+        return BadLine(item_id, _fields(text)[-1], labels, lineno, BAD_LINE, what)
+    if item is None:
+        return None
+    if lineno in duplicates and not rules.allow_duplicate_ids:
+        return BadLine(item.id, item.path, item.labels, lineno, DUPLICATE_ID,
+                       f"repeats the id {item.id} of line {duplicates[lineno]}")
+    if not rules.allow_outside_root and leaves_root(item.path):
+        return BadLine(item.id, item.path, item.labels, lineno, OUTSIDE_ROOT,
+                       f"the path {item.path!r} leaves the image root")
+    return item
+
+
+_REMEDY = {
+    BAD_LINE: "fix the line(s), or pass --skip-bad-lines to skip each as `bad-list-line`, as im2rec.py "
+              "passes over them",
+    DUPLICATE_ID: "give each line its own id (MXNet's readers by id return one image for both), or pass "
+                  "--skip-bad-lines to skip the later line, or --allow-duplicate-ids to pack both as "
+                  "im2rec.py does",
+    OUTSIDE_ROOT: "move the images under ROOT (or give the ROOT that holds them), or pass "
+                  "--allow-outside-root to read them where they are, as im2rec.py does",
+}
+
+
+def _refusal(path: str, bad: list[BadLine], count: int | None = None) -> ListLineError:
+    """The error for bad lines: the first few by number, the count (when the walk counted them)."""
+    shown = "; ".join(f"line {b.line}: {b.message}" for b in bad)
+    more = f" (and {count - len(bad)} more)" if count and count > len(bad) else ""
+    what = f"{count} lines that are not list items" if count and count > 1 else "a line that is not a list item"
+    remedies = " ".join(_REMEDY[r][0].upper() + _REMEDY[r][1:] + "." for r in dict.fromkeys(b.reason for b in bad))
+    return ListLineError(f"{path}: {what}: {shown}{more}. {remedies}")
+
+
+def duplicate_lines(path: str) -> dict[int, int]:
+    """line -> the earlier line with the same id, for each repeated id of a .lst. One walk keeps
+    8 bytes a line (the ids, sorted with numpy); only when an id repeats is the list read again
+    to find its lines."""
+    import numpy as np
+
+    ids = array.array("Q")
+    for _, text in _lines(path):
+        parsed = parse_line(text)
+        if isinstance(parsed, ListItem):
+            ids.append(parsed.id)
+    ordered = np.sort(np.frombuffer(ids, dtype=np.uint64)) if len(ids) else np.zeros(0, np.uint64)
+    repeated = set(int(x) for x in np.unique(ordered[1:][ordered[1:] == ordered[:-1]]))
+    if not repeated:
+        return {}
+    first: dict[int, int] = {}
+    out: dict[int, int] = {}
+    for lineno, text in _lines(path):
+        parsed = parse_line(text)
+        if isinstance(parsed, ListItem) and parsed.id in repeated:
+            if parsed.id in first:
+                out[lineno] = first[parsed.id]
+            else:
+                first[parsed.id] = lineno
+    return out
+
+
+def check_list(path: str, rules: ListRules = ListRules()) -> dict[int, int]:
+    """Read a .lst once under `rules`: without skip_bad_lines, any bad line (grammar, id range, a
+    repeated id, a path out of the root) raises ListLineError naming the first few and the count.
+    Returns the duplicate_lines map that read_list needs."""
+    duplicates = {} if rules.allow_duplicate_ids else duplicate_lines(path)
+    if rules.skip_bad_lines:
+        return duplicates
+    bad: list[BadLine] = []
+    count = 0
+    for lineno, text in _lines(path):
+        entry = classify(text, lineno, rules, duplicates)
+        if isinstance(entry, BadLine):
+            count += 1
+            if len(bad) < MAX_LISTED:
+                bad.append(entry)
+    if count:
+        raise _refusal(path, bad, count)
+    return duplicates
+
+
+def read_list(path: str, rules: ListRules = ListRules(), duplicates: dict[int, int] | None = None
+              ) -> Iterator[ListItem | BadLine]:
+    """The items of a .lst, in order, as im2rec's read_list parses them (blank lines are passed
+    over). A line the rules refuse raises ListLineError, or with rules.skip_bad_lines is yielded
+    as a BadLine in its place. `duplicates` (from check_list) saves the walk that finds repeated
+    ids; None: find them first (unless rules.allow_duplicate_ids)."""
+    if duplicates is None:
+        duplicates = {} if rules.allow_duplicate_ids else duplicate_lines(path)
+    for lineno, text in _lines(path):
+        entry = classify(text, lineno, rules, duplicates)
+        if isinstance(entry, BadLine) and not rules.skip_bad_lines:
+            raise _refusal(path, [entry])
+        if entry is not None:
+            yield entry
 
 
 def prefix_folder(prefix: str) -> str:

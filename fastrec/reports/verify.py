@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from fastrec._native.core import fingerprint
 from fastrec.formats.fingerprints import (FingerprintsError, file_digest, fingerprints_path, iter_entries,
                                           open_entries)
-from fastrec.formats.lists import prefix_files, read_list
+from fastrec.formats.lists import (DUPLICATE_ID, LENIENT, BadLine, ListRules, duplicate_lines,
+                                   prefix_files, read_list)
 from fastrec.formats.manifest import ListDigest, manifest_path, read_manifest
 from fastrec.formats.recordio import FramingFault, RecordIOError, iter_index, unpack, walk_records
 
@@ -349,8 +350,27 @@ def _check_list(report: Report, base: str, records: _RecordTable) -> None:
     count = missing = 0
     first_missing: list[tuple[int, object]] = []         # the first five (line, item)
     present_after_missing = False                        # an item found after a missing one
-    for line, item in enumerate(read_list(base + ".lst"), 1):
+    lst = base + ".lst"
+    rules = ListRules(skip_bad_lines=True, allow_outside_root=True)   # containment is pack's check, not the outputs'
+    for line, item in enumerate(read_list(lst, rules, duplicate_lines(lst)), 1):
         count = line
+        if isinstance(item, BadLine):
+            if skipped[item.path] > 0:      # packed with --skip-bad-lines: a named skip
+                skipped[item.path] -= 1
+                continue
+            if item.reason == DUPLICATE_ID:   # packed as im2rec packs it (--allow-duplicate-ids)
+                k = int(np.searchsorted(unique, np.uint64(item.id)))
+                if k < len(unique) and int(unique[k]) == item.id and left[k] > 0:
+                    left[k] -= 1
+                    wanted.append(item.id)
+                report.fault(None, None, f"line {item.line} of {os.path.basename(lst)} {item.message}: MXNet's "
+                                         f"readers by id return one image for both; give it its own id and "
+                                         f"pack it again")
+                continue
+            report.fault(None, None, f"line {item.line} of {os.path.basename(lst)} is not a list item "
+                                     f"({item.message}) and is not in {os.path.basename(base)}.skipped.tsv; fix "
+                                     f"the line and pack it again (or pack with --skip-bad-lines)")
+            continue
         k = int(np.searchsorted(unique, np.uint64(item.id))) if 0 <= item.id < 1 << 64 else len(unique)
         if k < len(unique) and int(unique[k]) == item.id and left[k] > 0:
             left[k] -= 1
@@ -423,7 +443,7 @@ def _check_manifest(report: Report, rec: str) -> None:
     lst = os.path.splitext(rec)[0] + ".lst"
     if os.path.isfile(lst):   # anything else by that name is already a fault
         digest = ListDigest()
-        for item in read_list(lst):
+        for item in read_list(lst, LENIENT):
             digest.update(item.id, item.labels, item.path)
         if digest.hexdigest() != manifest.list_digest:
             report.fault(None, None, f"{os.path.basename(lst)} changed since it was packed ({name} has another "

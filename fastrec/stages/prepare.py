@@ -157,7 +157,7 @@ def _pack_stage(cfg: PrepareConfig) -> dict:
         _, lists = find_lists(os.path.join(cfg.work, split))
         lists = [p for p in lists if os.path.basename(p).startswith(split)]
         root = "" if source else os.path.abspath(cfg.root if split == "train" else cfg.val_root)
-        jobs = [Job.for_list(lst, root) for lst in lists]
+        jobs = [Job.for_list(lst, root, cfg.pack.list_rules()) for lst in lists]
         for job in jobs:
             job.source = source
         summary = pack_all(jobs, dataclasses.replace(cfg.pack, resume=True, progress=cfg.progress))
