@@ -184,8 +184,8 @@ def _list(a: argparse.Namespace, opts) -> int:
     if wrong:
         raise UsageError(f"{', '.join(wrong)} {'acts' if len(wrong) == 1 else 'act'} only with --from-tar (on a folder, run `fastrec filter` and "
                          f"`fastrec split` first, then list the train and val trees)")
-    if getattr(a, "classes", None) or getattr(a, "ids", None):
-        raise UsageError("--classes and --ids go with --labels FILE (the labels of a flat set)")
+    if getattr(a, "classes", None) or getattr(a, "ids", None) or getattr(a, "partial_labels", False):
+        raise UsageError("--classes, --ids and --partial-labels go with --labels FILE (the labels of a flat set)")
     if a.root is None:
         raise UsageError("give the image ROOT (or --from-tar ARCHIVE)")
     result = make_lists(a.prefix, a.root, opts, allow_empty=False)
@@ -239,7 +239,7 @@ def _list_labelled(a: argparse.Namespace, opts) -> int:
         raise UsageError(f"{', '.join(wrong)} do not apply to --labels lists")
     if bool(a.root) == bool(a.from_tar):
         raise UsageError("give the flat validation folder ROOT, or --from-tar ARCHIVE, with --labels")
-    result = make_labelled_lists(a.prefix, a.root, a.from_tar, a.labels, a.classes, opts, a.ids)
+    result = make_labelled_lists(a.prefix, a.root, a.from_tar, a.labels, a.classes, opts, a.ids, a.partial_labels)
     _print_lists(a, {"train": result})
     return 0
 
@@ -420,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--ids", metavar="SYNSETS", type=PATH,
                    help="with a devkit ground truth: the devkit's class order (line i: the class of ILSVRC "
                         "id i; default: the --classes synset file)")
+    v.add_argument("--partial-labels", action="store_true",
+                   help="list the labelled images that are there when some are missing (a partial "
+                        "extraction), with a warning and the count (default: an error naming them)")
     _add_json_flag(p)
     p.set_defaults(func=cmd_list)
 

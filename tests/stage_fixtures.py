@@ -135,6 +135,11 @@ def tree(root: str, *, with_times: bool = False) -> dict[str, str]:
     return out
 
 
+def without_record(snapshot: dict[str, str]) -> dict[str, str]:
+    """A `tree` snapshot without the stages' record of what they moved (`.fastrec-stages.json`)."""
+    return {k: v for k, v in snapshot.items() if os.path.basename(k) != ".fastrec-stages.json"}
+
+
 def image_counts(root: str) -> dict[str, int]:
     """Class -> number of image names directly inside, for the visible class folders of root."""
     return {d: sum(1 for n in os.listdir(os.path.join(root, d)) if os.path.splitext(n)[1].lower() in DEFAULT_EXTS)

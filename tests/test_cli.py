@@ -197,7 +197,8 @@ def test_bench_advice_is_a_pack_command_that_works():
     (["--val-per-class", "1", "--val-prefix", "V"], "--val-per-class, --val-prefix act only with --from-tar"),
     (["--val-prefix", "V"], "--val-prefix acts only with --from-tar"),
     (["--more-than", "3"], "--more-than acts only with --from-tar"),
-    (["--classes", "ROOT"], "--classes and --ids go with --labels"),
+    (["--classes", "ROOT"], "--classes, --ids and --partial-labels go with --labels"),
+    (["--partial-labels"], "--classes, --ids and --partial-labels go with --labels"),
 ])
 def test_list_options_that_do_not_apply_are_errors(place, monkeypatch, flags, named):
     monkeypatch.chdir(place)

@@ -108,3 +108,59 @@ def test_flat_val_set_names_the_train_classes(imagenet, tmp_path, source):
     assert manifest.classes == {str(int(float(train[c]))): c for c in set(truth.values())}
     r = fastrec_subprocess(["inspect", tmp_path / "val", "--json"])
     assert r.returncode == 0 and json.loads(r.stdout)["classes"] == manifest.classes, r.stderr
+
+
+# ---------------------------------------------------------------- labels mean one thing (issue 22 item 5)
+def _list(tmp_path, base, labels, *extra):
+    return fastrec_subprocess(["list", tmp_path / "v", base / "flat", "--labels", labels,
+                               "--classes", base / "train", *extra])
+
+
+def test_an_image_with_two_classes_is_an_error_naming_both_lines(imagenet, tmp_path):
+    base, truth, _ = imagenet
+    names, classes = list(truth), sorted(set(truth.values()))
+    other = next(c for c in classes if c != truth[names[2]])
+    lines = [f"{n} {c}\n" for n, c in truth.items()]
+    for twice in (f"{names[2]} {other}\n",              # the same file twice
+                  f"{names[2][:-5]} {other}\n"):        # and without its extension
+        labels = tmp_path / "two.txt"
+        labels.write_text("".join(lines) + twice)
+        r = _list(tmp_path, base, labels)
+        assert r.returncode == 2, r.stderr
+        assert f"has two classes: line 3 says {truth[names[2]]!r}, line {len(lines) + 1} says {other!r}" in r.stderr
+        assert not list(tmp_path.glob("*.lst"))
+    # the same class twice is one label
+    labels.write_text("".join(lines) + lines[2] + f"{names[2][:-5]} {truth[names[2]]}\n")
+    assert _list(tmp_path, base, labels).returncode == 0
+
+
+def test_labelled_images_missing_from_the_folder(imagenet, tmp_path):
+    """As after a partial extraction: an error listing the first few and the count, unless
+    --partial-labels, which lists the images that are there with a warning and the count."""
+    base, truth, train = imagenet
+    part = tmp_path / "part"
+    part.mkdir()
+    names = sorted(truth)
+    for n in names[:4]:
+        shutil.copyfile(base / "flat" / n, part / n)
+    for where in ([part], ["--from-tar", _tar_of(part, tmp_path / "part.tar")]):
+        r = fastrec_subprocess(["list", tmp_path / "v", *where, "--labels", base / "val.txt", "--classes", base / "train"])
+        assert r.returncode == 2, r.stderr
+        assert f"{len(names) - 4} labelled images of" in r.stderr and repr(names[4]) in r.stderr
+        assert "--partial-labels" in r.stderr and not list(tmp_path.glob("*.lst"))
+        r = fastrec_subprocess(["list", tmp_path / "v", *where, "--labels", base / "val.txt",
+                                "--classes", base / "train", "--partial-labels"])
+        assert r.returncode == 0, r.stderr
+        assert f"{len(names) - 4} labelled images" in r.stderr and "listing the 4 that are there" in r.stderr
+        lines = (tmp_path / "v.lst").read_text().splitlines()
+        assert sorted((line.split("\t")[2].split("/")[-1], line.split("\t")[1]) for line in lines) == \
+            [(n, train[truth[n]]) for n in names[:4]]
+        for made in tmp_path.glob("v.*"):
+            made.unlink()
+
+
+def _tar_of(folder, path):
+    with tarfile.open(path, "w") as t:
+        for p in sorted(folder.iterdir()):
+            t.add(p, arcname=p.name)
+    return path

@@ -514,15 +514,24 @@ def class_labels(classes: str, exts: Sequence[str] = DEFAULT_EXTS) -> dict[str, 
 
 
 def _read_words(path: str) -> list[list[str]]:
+    return [w for _, w in _numbered_words(path)]
+
+
+def _numbered_words(path: str) -> list[tuple[int, list[str]]]:
+    """(line number from 1, words) of each non-blank line; commas separate words too."""
     try:
         with open(path, encoding=LST_ENCODING, errors=LST_ERRORS) as f:
-            return [line.replace(",", " ").split() for line in f if line.strip()]
+            return [(n, line.replace(",", " ").split()) for n, line in enumerate(f, 1) if line.strip()]
     except OSError as err:
         raise ListError(f"cannot read {path!r}: {err.strerror}") from err
 
 
+def _examples(names: Sequence[str], few: int = 5) -> str:
+    return ", ".join(repr(n) for n in names[:few]) + (", ..." if len(names) > few else "")
+
+
 def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
-                        ids: dict[str, int] | None = None) -> list[float]:
+                        ids: dict[str, int] | None = None, partial: bool = False) -> list[float]:
     """The label of each file of `names` (basenames, in file order) from a ground-truth file:
 
     - `file class` lines (comma or space separated; `file` with or without its extension;
@@ -530,8 +539,12 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
       ignored), as in LOC_val_solution.csv or caffe's val.txt;
     - or one number a line (ILSVRC2012_validation_ground_truth.txt): the 1-based ILSVRC id of
       the file at that position; `ids` maps a class name to its id (the devkit's class order).
-    Every file must get exactly one label: a missing or unknown one is an error, not label 0."""
-    words = _read_words(path)
+    Every file must get exactly one label: a missing or unknown one is an error, not label 0, and
+    so is a file given two different classes (by two lines, naming both). A labelled file that is
+    not among `names` (a partial extraction) is an error too, unless `partial`: then a warning
+    with the count."""
+    numbered = _numbered_words(path)
+    words = [w for _, w in numbered]
     if words and all(len(w) == 1 and w[0].isdigit() for w in words):
         if ids is None:
             raise ListError(f"{path!r} holds one ILSVRC id a line (the devkit's form): give the devkit's class "
@@ -539,7 +552,8 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
         by_id = {i: name for name, i in ids.items()}
         if len(words) != len(names):
             raise ListError(f"{path!r} has {len(words)} ids for {len(names)} images: the ground truth of "
-                            f"another set? (one 1-based id a line, in file-name order)")
+                            f"another set, or a partial one? (one 1-based id a line, in file-name order, "
+                            f"so it cannot label a partial set: use the `file class` form)")
         out = []
         for name, (word,) in zip(names, words):
             cls = by_id.get(int(word))
@@ -547,26 +561,49 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
                 raise ListError(f"{path!r}: id {word} of {name} is not a class of --ids and --classes")
             out.append(float(labels[cls]))
         return out
-    table: dict[str, float] = {}
-    for n, w in enumerate(words):
+    table: dict[str, tuple[float, int, str]] = {}   # file (as written) -> (label, line, class)
+    for i, (lineno, w) in enumerate(numbered):
         if len(w) < 2:
-            raise ListError(f"{path!r} line {n + 1}: expected `file class`, got {' '.join(w)!r}")
+            raise ListError(f"{path!r} line {lineno}: expected `file class`, got {' '.join(w)!r}")
         cls = w[1]
         if cls in labels:
             label = labels[cls]
         elif cls.isdigit() and int(cls) < len(labels):
             label = int(cls)
-        elif n == 0:
+        elif i == 0:
             continue        # a header line (ImageId,PredictionString)
         else:
-            raise ListError(f"{path!r} line {n + 1}: class {cls!r} is not a class of --classes")
-        table[w[0]] = table[os.path.splitext(w[0])[0]] = float(label)
-    out, missing = [], []
+            raise ListError(f"{path!r} line {lineno}: class {cls!r} is not a class of --classes")
+        _one_class(path, w[0], table.get(w[0]), (float(label), lineno, cls))
+        table[w[0]] = (float(label), lineno, cls)
+    out, missing, used = [], [], set()
     for name in names:
-        label = table.get(name, table.get(os.path.splitext(name)[0]))
-        if label is None:
+        stem = os.path.splitext(name)[0]
+        hits = [(key, table[key]) for key in dict.fromkeys((name, stem)) if key in table]
+        if len(hits) == 2:      # `x.JPEG 3` and `x 5`: two lines for one image
+            _one_class(path, name, hits[0][1], hits[1][1])
+        if not hits:
             missing.append(name)
-        out.append(label)
+            out.append(None)
+            continue
+        used.update(key for key, _ in hits)
+        out.append(hits[0][1][0])
     if missing:
         raise ListError(f"{len(missing)} of {len(names)} images have no label in {path!r}, e.g. {missing[0]!r}")
+    absent = [key for key in table if key not in used]
+    if absent:
+        what = (f"{len(absent)} labelled images of {path!r} are not among the {len(names)} images listed: "
+                f"{_examples(absent)}")
+        if not partial:
+            raise ListError(f"{what}; a partial extraction? finish it, or pass --partial-labels to list "
+                            f"the images that are there")
+        log.warning("%s (--partial-labels: listing the %d that are there)", what, len(names))
     return out
+
+
+def _one_class(path: str, name: str, first: tuple | None, second: tuple) -> None:
+    """Refuse two lines that give one image different classes (the same class twice is fine)."""
+    if first is not None and first[0] != second[0]:
+        (_, a, ca), (_, b, cb) = sorted([first, second], key=lambda t: t[1])
+        raise ListError(f"{path!r}: {name!r} has two classes: line {a} says {ca!r}, line {b} says {cb!r}; "
+                        f"keep one of the lines")

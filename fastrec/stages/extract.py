@@ -14,7 +14,9 @@ Resumable: a class is written into `DEST/.CLS.partial/`; only when all its files
 and fsynced is that folder renamed to `DEST/CLS` (one atomic rename). A rerun skips classes
 whose folder exists and starts half-written ones (their `.partial` folder) afresh. A class whose
 tar turns out corrupt is not renamed into place: its partial folder is discarded, the problem is
-reported with the member name, and the other classes go on; a rerun tries it again.
+reported with the member name, and the other classes go on; a rerun tries it again. A class
+that `fastrec filter` moved out of DEST (recorded in `DEST/.fastrec-stages.json`) counts as done,
+so rerunning the step-by-step chain does not bring it back.
 
 Safe, in the spirit of tarfile's "data" filter (PEP 706), which we also apply where Python has
 it (3.11.4+): absolute names, names with a `..` component, devices, fifos and other special
@@ -44,6 +46,7 @@ from typing import BinaryIO, Callable, NamedTuple, Sequence
 
 from fastrec import fsutil
 from fastrec.progress import make_progress
+from fastrec.stages import treestate
 from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import UsageError
 from fastrec.formats.tar import (ClassTree, EndCheckedTarInfo, RefusedMember as _Refused, TarError,
@@ -88,6 +91,7 @@ class ExtractOptions:
 class ExtractSummary:
     extracted: list[str] = field(default_factory=list)  # classes written by this run
     skipped: list[str] = field(default_factory=list)    # classes done by an earlier run
+    filtered: list[str] = field(default_factory=list)   # of those, classes filter moved away
     files: int = 0
     bytes: int = 0                                      # bytes of files written
     refused: list[Problem] = field(default_factory=list)
@@ -259,6 +263,7 @@ class _Run:
                                       "no tarfile.data_filter; 3.11.4+ adds it)")
         self.lock = threading.Lock()
         self.claimed: dict[str, str] = {}
+        self.filtered = treestate.filtered_classes(dest)   # moved away by filter: done, not missing
         self.crash = fsutil.CrashAfter()
         self.budget = _Budget(opts.buffer_bytes)
         self.pool = ThreadPoolExecutor(opts.jobs, "extract-class") if opts.jobs > 1 else None
@@ -302,6 +307,10 @@ class _Run:
             self.claimed[cls] = where
             if any(os.path.isdir(os.path.join(d, cls)) for d in (self.dest, *self.opts.also_done)):
                 self.summary.skipped.append(cls)
+                return None
+            if cls in self.filtered:
+                self.summary.skipped.append(cls)
+                self.summary.filtered.append(cls)
                 return None
         return _ClassWriter(self, cls, where)
 
@@ -431,7 +440,7 @@ def extract(archives: Sequence[str], dest: str, options: ExtractOptions | None =
         if run.pool is not None:
             run.pool.shutdown(wait=True)
     s = run.summary
-    for lst in (s.extracted, s.skipped, s.refused, s.corrupt):
+    for lst in (s.extracted, s.skipped, s.filtered, s.refused, s.corrupt):
         lst.sort()
     return s
 
@@ -448,8 +457,9 @@ def cmd_extract(a: argparse.Namespace) -> int:
         print(f"refused\t{p.where}\t{p.reason}")
     for p in s.corrupt:
         print(f"corrupt\t{p.where}\t{p.reason}")
+    moved = f" ({len(s.filtered)} moved away by filter)" if s.filtered else ""
     print(f"{s.classes} classes extracted ({s.files} files, {s.bytes} bytes); {len(s.skipped)} "
-          f"already done; {len(s.refused)} members refused; {len(s.corrupt)} corrupt tars")
+          f"already done{moved}; {len(s.refused)} members refused; {len(s.corrupt)} corrupt tars")
     return 1 if s.corrupt or s.refused else 0
 
 

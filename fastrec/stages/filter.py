@@ -6,6 +6,12 @@ it whose extension is an image extension (`fastrec.formats.lists.DEFAULT_EXTS` u
 `MOVE_TO/<class>` by `fastrec.fsutil.move`: a rename on one filesystem, copy + verify + remove
 across filesystems. Running it again changes nothing: the kept classes pass, the moved ones are
 no longer in ROOT. An interrupted cross-filesystem move is finished by the rerun.
+
+Rerunnable after `split` too: the classes moved are recorded in ROOT (`fastrec.stages.treestate`)
+before they move, so `extract` does not bring them back, and a class's images that a split moved
+to validation (its manifest is recorded there too) still count as the class's, so the decision
+of the first run stands. A class with validation images is never moved: the validation tree
+would keep a class the training tree lost (undo the split first).
 """
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from typing import Sequence
 from fastrec import fsutil
 from fastrec.progress import make_progress
 from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.stages import treestate
 from fastrec.stages.args import PATH, whole
+from fastrec.stages.split import moved_by_splits
 from fastrec.errors import FastrecError, UsageError
 
 log = logging.getLogger(__name__)
@@ -69,9 +77,17 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
         raise FilterError(str(err)) from err
     summary = FilterSummary(dry_run=dry_run)
     small: list[tuple[str, int]] = []
+    in_val = moved_by_splits(root)   # class -> names a split moved to validation
     for name in fsutil.class_folders(root):
-        n = len(fsutil.list_images(os.path.join(root, name), exts))
+        n = len(set(fsutil.list_images(os.path.join(root, name), exts)) | in_val.get(name, set()))
         (small if n < min_images else summary.kept).append((name, n))
+    held = [f"{name} ({len(in_val[name])})" for name, _ in small if in_val.get(name)]
+    if held:
+        raise FilterError(f"{len(held)} classes to move have images in a validation tree: "
+                          f"{', '.join(held[:10])}{' ...' if len(held) > 10 else ''}; moving them would "
+                          f"leave validation classes training lacks: filter with the settings of the "
+                          f"first run, or undo the split first (fastrec split --undo MANIFEST: "
+                          f"{', '.join(treestate.split_manifests(root))}); nothing was moved")
     for name, _ in small:   # refuse before anything moves
         dst = os.path.join(move_to, name)
         if os.path.lexists(dst) and not os.path.isdir(dst):
@@ -80,6 +96,7 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
     if dry_run:
         summary.moved = small
         return summary
+    treestate.record_filtered(root, {name: os.path.abspath(os.path.join(move_to, name)) for name, _ in small})
     crash = fsutil.CrashAfter()
     with make_progress(progress) as bar:
         task = bar.add_task("filter: moving classes", total=len(small))

@@ -15,7 +15,9 @@ The manifest (JSON lines) is the contract that makes this safe:
 It is written whole (atomically, fsynced, ending in the completion line) before the first move.
 A rerun with the same arguments finds it and finishes the moves instead of drawing again;
 `fastrec split --undo MANIFEST` moves every file back, then renames the manifest to
-`MANIFEST.undone`. Default place: `VAL_ROOT/.fastrec-split.jsonl`.
+`MANIFEST.undone`. Default place: `VAL_ROOT/.fastrec-split.jsonl`. The manifest's path is also
+recorded in ROOT (`fastrec.stages.treestate`) before the first move, so a rerun of `filter` counts
+the moved images as their class's (`moved_by_splits`).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from typing import Sequence
 from fastrec import fsutil
 from fastrec.progress import make_progress
 from fastrec.formats.lists import DEFAULT_EXTS
+from fastrec.stages import treestate
 from fastrec.stages.args import PATH, hidden_alias, whole
 from fastrec.errors import FastrecError, UsageError
 
@@ -203,6 +206,7 @@ def split_classes(root: str, val_root: str, per_class: int, seed: int = 0, *,
     summary.moves = moves
     if dry_run:
         return summary
+    treestate.record_split(root, manifest)
     summary.moved, summary.already = _move_all(moves, manifest, "split: moving images", progress)
     return summary
 
@@ -230,7 +234,20 @@ def undo_split(manifest: str, *, progress: str = "off") -> UndoSummary:
             pass
     os.replace(manifest, manifest + UNDONE_SUFFIX)
     fsutil.fsync_dir(os.path.dirname(manifest))
+    treestate.forget_split(header["root"], manifest)
     return summary
+
+
+def moved_by_splits(root: str) -> dict[str, set[str]]:
+    """Class -> names of its images that the splits recorded in `root` moved (or are moving) to
+    validation: still the class's images when `filter` counts them."""
+    out: dict[str, set[str]] = {}
+    for manifest in treestate.split_manifests(root):
+        header, moves = read_manifest(manifest)
+        for src, _ in moves:
+            cls, name = os.path.split(os.path.relpath(src, header["root"]))
+            out.setdefault(cls, set()).add(name)
+    return out
 
 
 # ---------------------------------------------------------------- command line

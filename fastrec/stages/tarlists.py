@@ -104,7 +104,7 @@ def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: 
 
 
 def make_labelled_lists(prefix: str, root: str | None, archives: Sequence[str] | None, labels_file: str,
-                        classes: str, opts, ids_file: str | None = None):
+                        classes: str, opts, ids_file: str | None = None, partial: bool = False):
     """Lists of a flat set of images (a folder, or a tar such as ILSVRC2012_img_val.tar) labelled
     from a ground-truth file, numbered like the train lists (see formats.lists.ground_truth_labels)."""
     import os
@@ -129,7 +129,7 @@ def make_labelled_lists(prefix: str, root: str | None, archives: Sequence[str] |
         ids = {name: i + 1 for name, i in class_labels(ids_file, exts).items()}
     elif not os.path.isdir(classes):    # a synset file: its order is the ids' order too
         ids = {name: i + 1 for name, i in numbers.items()}
-    found = ground_truth_labels(labels_file, [p.rsplit("/", 1)[-1] for p in paths], numbers, ids)
+    found = ground_truth_labels(labels_file, [p.rsplit("/", 1)[-1] for p in paths], numbers, ids, partial)
     entries = [ImageEntry(i, path, (label,)) for i, (path, label) in enumerate(zip(paths, found))]
     with OutputSet("the lists") as out:
         result = make_lists(prefix, root, opts, entries=entries, outputs=out)
