@@ -307,22 +307,21 @@ def _leftovers(out: Path) -> list[str]:
 
 def test_full_disk_during_the_join_is_clean_and_rerun_completes(tree, local, cluster, monkeypatch):
     import errno
-    import shutil as shutil_mod
     import fastrec.engine.cluster as dist
     from fastrec.errors import EnvironmentFault
 
     out = tree / "joinfull"
     _lists(tree, out)
-    real = shutil_mod.copyfileobj
+    real = dist._copy_checked      # copies (and checks) one shard into the joined files
     calls = {"n": 0}
 
-    def copy_then_fail(src, dst, *a):
+    def copy_then_fail(*a):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(src, dst, *a)
+        return real(*a)
 
-    monkeypatch.setattr(dist.shutil, "copyfileobj", copy_then_fail)
+    monkeypatch.setattr(dist, "_copy_checked", copy_then_fail)
     with pytest.raises(EnvironmentFault, match="run the same command again") as err:
         _rerun(cluster, out, tree)
     assert "--resume" not in str(err.value)

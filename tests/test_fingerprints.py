@@ -278,3 +278,14 @@ def test_verify_sources_of_a_tar_whose_members_changed(tmp_path):
             tar.add(images / n, arcname=n)
     r = _verify_cli(tmp_path / "data", "--sources")
     assert r.returncode == 1 and r.stdout.count("changed since it was packed") == 2, r.stdout
+
+
+@pytest.mark.parametrize("opts", [dict(encoding=".png", resize=24), dict(pass_through=True)],
+                         ids=["png", "pass-through"])
+def test_every_record_path_gets_fingerprints(good, tmp_path, opts):
+    """PNG records (made in Python after the core) and pass-through records prove out too."""
+    shutil.copy(good / "data.lst", tmp_path / "data.lst")
+    pack_prefix(str(tmp_path / "data"), str(good / "images"), PackOptions(progress="off", max_skipped=1.0, **opts))
+    report = verify_rec(str(tmp_path / "data.rec"))
+    entries = list(read_entries(str(tmp_path / "data.fingerprints")))
+    assert report.ok and not report.notes and len(entries) == report.records >= 9, report.lines()

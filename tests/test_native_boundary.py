@@ -128,6 +128,25 @@ def test_pack_pixels(kwargs, pixels, id_, label):
 
 @FAST
 @given(st.one_of(ANY, st.binary(max_size=200)))
+def test_fingerprint(data):
+    in_child(lambda: core.fingerprint(data))
+
+
+DIGESTS = st.one_of(ANY, hnp.arrays(st.sampled_from([np.uint64, np.int64, np.uint32]), st.integers(0, 9)),
+                    hnp.arrays(np.uint64, st.integers(0, 9)).map(lambda a: a[::-1]))
+
+
+@FAST
+@given(WORKER_ARGS, st.lists(st.binary(max_size=64), max_size=4), DIGESTS)
+@example({}, [b"x", b"y"], np.zeros(3, np.uint64))
+@example({}, [], b"")    # found by this test: a read-only buffer raised BufferError
+def test_pack_bytes_digests(kwargs, datas, digests):
+    in_child(lambda: worker(kwargs).pack_bytes([0] * len(datas), [0.0] * len(datas), datas, digests=digests))
+    in_child(lambda: worker(kwargs).pack_pixels(np.zeros((2, 2, 3), np.uint8), 0, 0.0, digests=digests))
+
+
+@FAST
+@given(st.one_of(ANY, st.binary(max_size=200)))
 def test_frame(payload):
     in_child(lambda: recordio.frame(payload))
 

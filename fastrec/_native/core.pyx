@@ -81,9 +81,13 @@ def fingerprint(data):
 
 def _digest_view(digests, Py_ssize_t n):
     """The caller's `digests` buffer as 2 x n writable uint64 slots (None without one)."""
+    cdef uint64_t[::1] view
     if digests is None:
         return None
-    cdef uint64_t[::1] view = digests
+    try:
+        view = digests
+    except BufferError as err:   # read-only (bytes): a wrong value, like any other
+        raise ValueError(f"digests must be a writable uint64 buffer: {err}") from None
     if view.shape[0] < 2 * n:
         raise ValueError(f"digests holds {view.shape[0]} uint64 slots, the batch needs {2 * n}")
     return view

@@ -94,7 +94,7 @@ def resume_point(job: Job) -> ResumePoint:
                 break
             end = record_end_in_file(rec, offset, rec_size)
             entry = next(kept, None)
-            if end is None or entry is None:
+            if end is None or entry is None or entry == (0, 0, 0):   # zeros: a power cut's unwritten tail
                 break
             rec.seek(offset)
             if entry[0] != key or entry[2] != fingerprint(rec.read(end - offset)):
