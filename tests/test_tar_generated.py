@@ -44,11 +44,13 @@ FOLDERS = ["s", "t", "nosuch", LONG]
 FILES = ["a.jpg", "b.jpg", "C.JPEG", ".x.jpg", "d.txt", LONG + ".jpg"]
 TARGET_PARTS = ["..", ".", "s", "t", "nosuch", "a.jpg", "b.jpg", "l.jpg", ""]
 
+# a member's last component may also be a folder's name: files and links where folders go
 rel_paths = st.builds(lambda dirs, name: "/".join([*dirs, name]),
-                      st.lists(st.sampled_from(FOLDERS), max_size=2), st.sampled_from(FILES + ["l.jpg"]))
+                      st.lists(st.sampled_from(FOLDERS), max_size=2), st.sampled_from(FILES + ["l.jpg", "s", "t"]))
 link_targets = st.one_of(
     st.lists(st.sampled_from(TARGET_PARTS), min_size=1, max_size=4).map("/".join),
-    st.sampled_from(["/etc/passwd", "/a.jpg", "../../c1/a.jpg", "nosuch/../a.jpg", "s", "l.jpg/"]))
+    st.sampled_from(["/etc/passwd", "/a.jpg", "../../c1/a.jpg", "nosuch/../a.jpg", "s", "l.jpg/", "s/../l.jpg",
+                     "t/../s/a.jpg", "../c0/a.jpg", "../" + LONG + ".jpg"]))
 
 member = st.one_of(
     st.tuples(st.just("file"), rel_paths, st.sampled_from(range(len(CONTENTS)))),
