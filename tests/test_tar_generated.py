@@ -191,6 +191,8 @@ def spec(members, fmt=tarfile.GNU_FORMAT, outer=False):
 @example(spec([("c0", ("sparse", "s/a.jpg", 0))]))    # found on main: the index packed a sparse member's
 #                                                       stored pieces as its bytes; extract wrote the file
 @example(spec([("c0", ("file", "a.jpg", 0)), ("c0", ("sym", "l.jpg", "nosuch/../a.jpg"))]))   # issue 21 #9
+@example(spec([("c0", ("file", "a.jpg", 0)), ("c0", ("sym", "l.jpg", ""))]))   # found on main: a link with an
+#                                                       empty target crashed extract (os.symlink: ENOENT)
 def test_from_tar_equals_extract_then_list(archive):
     work = Path(tempfile.mkdtemp(prefix="fastrec-gen-"))
     try:
