@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -39,16 +40,18 @@ def _jpeg(i: int) -> bytes:
 
 CONTENTS = [_jpeg(0), _jpeg(1), _jpeg(2), b"", b"not an image"]
 LONG = "L" * 101                                    # a component that needs a long-name header
-CLASSES = ["c0", "c1", ".h", LONG[:60]]
+CLASSES = ["c0", "c0", "c1", ".h", LONG[:60]]   # c0 twice: more members share a class
 FOLDERS = ["s", "t", "nosuch", LONG]
 FILES = ["a.jpg", "b.jpg", "C.JPEG", ".x.jpg", "d.txt", LONG + ".jpg"]
 TARGET_PARTS = ["..", ".", "s", "t", "nosuch", "a.jpg", "b.jpg", "l.jpg", ""]
 
+# a member's last component may also be a folder's name: files and links where folders go
 rel_paths = st.builds(lambda dirs, name: "/".join([*dirs, name]),
-                      st.lists(st.sampled_from(FOLDERS), max_size=2), st.sampled_from(FILES + ["l.jpg"]))
+                      st.lists(st.sampled_from(FOLDERS), max_size=2), st.sampled_from(FILES + ["l.jpg", "s", "t"]))
 link_targets = st.one_of(
     st.lists(st.sampled_from(TARGET_PARTS), min_size=1, max_size=4).map("/".join),
-    st.sampled_from(["/etc/passwd", "/a.jpg", "../../c1/a.jpg", "nosuch/../a.jpg", "s", "l.jpg/"]))
+    st.sampled_from(["/etc/passwd", "/a.jpg", "../../c1/a.jpg", "nosuch/../a.jpg", "s", "l.jpg/", "s/../l.jpg",
+                     "t/../s/a.jpg", "../c0/a.jpg", "../" + LONG + ".jpg"]))
 
 member = st.one_of(
     st.tuples(st.just("file"), rel_paths, st.sampled_from(range(len(CONTENTS)))),
@@ -58,11 +61,16 @@ member = st.one_of(
     st.tuples(st.just("dir"), st.lists(st.sampled_from(FOLDERS), min_size=1, max_size=2).map("/".join),
               st.none()),
     st.tuples(st.just("sparse"), rel_paths, st.sampled_from(range(3))),
+    # links to another member of the archive (by position), so that many links resolve
+    st.tuples(st.just("symref"), rel_paths, st.tuples(st.integers(0, 11),
+                                                      st.sampled_from(["plain", "nosuch", "slash", "dot"]))),
+    st.tuples(st.just("symref"), rel_paths, st.tuples(st.integers(0, 11), st.just("plain"))),
+    st.tuples(st.just("hardref"), rel_paths, st.integers(0, 11)),
 )
 archives = st.fixed_dictionaries({
     "format": st.sampled_from([tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]),
     "outer": st.booleans(),            # an outer tar of class tars, else a tar of class folders
-    "members": st.lists(st.tuples(st.sampled_from(CLASSES), member), min_size=1, max_size=12),
+    "members": st.lists(st.tuples(st.sampled_from(CLASSES), member), min_size=1, max_size=16),
 })
 
 
@@ -99,14 +107,34 @@ def _write(f, members: list[tuple[str, tuple]], fmt: int) -> None:
                 info.type = tarfile.DIRTYPE
                 t.addfile(info)
             else:
-                info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE
+                info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE   # hard, hardx
                 info.linkname = arg
                 t.addfile(info)
 
 
+def _refs(members: list) -> list:
+    """Links to members by position made into sym/hard members with the target's path."""
+    out = []
+    for cls, (kind, rel, arg) in members:
+        if kind == "symref":
+            (tcls, (_, trel, _)), style = members[arg[0] % len(members)], arg[1]
+            here = posixpath.dirname(rel) or "."
+            target = (posixpath.relpath(trel, here) if tcls == cls
+                      else "../" * (rel.count("/") + 1) + f"{tcls}/{trel}")
+            target = {"plain": target, "nosuch": "nosuch/../" + target, "slash": target + "/",
+                      "dot": "./" + target}[style]
+            out.append((cls, ("sym", rel, target)))
+        elif kind == "hardref":
+            tcls, (_, trel, _) = members[arg % len(members)]
+            out.append((cls, ("hard", rel, trel) if tcls == cls else ("hardx", rel, f"{tcls}/{trel}")))
+        else:
+            out.append((cls, (kind, rel, arg)))
+    return out
+
+
 def build(archive: dict, folder: Path) -> list[str]:
     """The archive `archive` describes, written in `folder`."""
-    fmt, members = archive["format"], archive["members"]
+    fmt, members = archive["format"], _refs(archive["members"])
     if not archive["outer"]:
         def name(cls, m):   # a hard link names its target with the class folder, as tar does
             return f"{cls}/{m[1]}"
@@ -163,6 +191,8 @@ def spec(members, fmt=tarfile.GNU_FORMAT, outer=False):
 @example(spec([("c0", ("sparse", "s/a.jpg", 0))]))    # found on main: the index packed a sparse member's
 #                                                       stored pieces as its bytes; extract wrote the file
 @example(spec([("c0", ("file", "a.jpg", 0)), ("c0", ("sym", "l.jpg", "nosuch/../a.jpg"))]))   # issue 21 #9
+@example(spec([("c0", ("file", "a.jpg", 0)), ("c0", ("sym", "l.jpg", ""))]))   # found on main: a link with an
+#                                                       empty target crashed extract (os.symlink: ENOENT)
 def test_from_tar_equals_extract_then_list(archive):
     work = Path(tempfile.mkdtemp(prefix="fastrec-gen-"))
     try:

@@ -202,3 +202,14 @@ def test_a_compressed_tar_named_tar_is_named_compressed(tmp_path, kind):
     s = extract([str(archive)], str(tmp_path / "x"), ExtractOptions(jobs=1, fsync=False))
     assert s.files == 2 and not s.refused and not s.corrupt
     assert (tmp_path / "x" / "c0" / "b.jpg").read_bytes() == jpeg(2)
+
+
+def test_list_from_tar_into_a_missing_folder_is_one_line(tmp_path):
+    """Issue 22 item 8: `list lists/train --from-tar X.tar --more-than 25` with lists/ missing was
+    a traceback (the index is cached beside the lists); now plain list's line, exit 2."""
+    write_tar(tmp_path / "c0.tar", [("a.jpg", jpeg(1))])
+    r = fastrec_subprocess(["list", tmp_path / "lists" / "train", "--from-tar", tmp_path / "c0.tar",
+                            "--recursive", "--more-than", "0"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("does not exist; create it first")
+    assert not (tmp_path / "lists").exists()

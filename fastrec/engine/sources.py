@@ -48,8 +48,12 @@ class Member(NamedTuple):
 
 
 def header_digest(head: bytes) -> int:
-    """64 bits of blake2b over a member's header blocks: every header field (name, size, type,
-    mtime, checksum...), and with GNU long names or pax records, those blocks too."""
+    """64 bits of blake2b over a member's header blocks, from its first header to its data: the
+    ustar/GNU block (name, size, type, mtime, checksum...) and, for a long name, the GNU
+    long-name/long-link blocks or the pax extended header and its records before it; so the full
+    name is checked, not only the 100 bytes the last block holds. Not covered: a pax *global*
+    header earlier in the archive (it belongs to no one member; a rewrite that changes it moves or
+    changes the members' own headers too)."""
     return int.from_bytes(hashlib.blake2b(head, digest_size=8).digest(), "little")
 
 

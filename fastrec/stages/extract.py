@@ -240,8 +240,8 @@ class _ClassWriter:
                 os.remove(p)
                 self.run.refuse(f"{self.where}:{rel}", "link resolves differently on disk than fastrec "
                                                        "expected (a bug: please report it)")
-        for dirpath, _, _ in os.walk(self.dir):
-            if self.run.opts.fsync:
+        if self.run.opts.fsync:
+            for dirpath, _, _ in os.walk(self.dir):
                 fsutil.fsync_dir(dirpath)
         os.rename(self.dir, self.final)
         if self.run.opts.fsync:

@@ -4,6 +4,7 @@ the tar index alone (no file is extracted or moved).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -73,6 +74,12 @@ def split_index(index: TarIndex, min_images: int = 0, val_per_class: int = 0, se
     return TarSplit(train, val, small)
 
 
+def _check_folder(prefix: str) -> None:
+    out_dir = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(out_dir):
+        raise ListError(f"output folder {out_dir!r} for prefix {prefix!r} does not exist; create it first")
+
+
 @dataclass
 class TarLists:
     train: object                    # lists.ListResult
@@ -88,6 +95,8 @@ def make_lists_from_tar(prefix: str, archives: Sequence[str], opts, min_images: 
     (min_images) and split (val_per_class, seed) would leave, made from the index alone."""
     if val_per_class and not val_prefix:
         raise ListError("--val-per-class needs --val-prefix (where the validation lists go)")
+    for p in (prefix, val_prefix) if val_per_class else (prefix,):
+        _check_folder(p)            # before the index is cached there
     index = index_for(archives, cache_path(prefix), tuple(opts.exts))
     split = split_index(index, min_images, val_per_class, seed)
     if not split.train:
@@ -107,10 +116,10 @@ def make_labelled_lists(prefix: str, root: str | None, archives: Sequence[str] |
                         classes: str, opts, ids_file: str | None = None, partial: bool = False):
     """Lists of a flat set of images (a folder, or a tar such as ILSVRC2012_img_val.tar) labelled
     from a ground-truth file, numbered like the train lists (see formats.lists.ground_truth_labels)."""
-    import os
     from fastrec.formats.lists import class_labels, ground_truth_labels, write_synset
     exts = tuple(opts.exts)
     if archives:
+        _check_folder(prefix)
         index = index_for(archives, cache_path(prefix), exts)
         paths = sorted(index.members, key=lambda p: (p.rsplit("/", 1)[-1], p))
         if len({p.rsplit("/", 1)[0] for p in paths}) > 1:
