@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { OPEN_R, OPEN_W, READ, WRITE, SYNC, RENAME, NCLASS };
@@ -66,6 +67,24 @@ static int tick(int cls)
     return 0;
 }
 
+/* $FAULT_DELAY_MS: every open of a path containing $FAULT_DELAY_MATCH first sleeps that long
+ * (a slow disk: keeps a run going while a test starts a second one) */
+static void delay(const char *path)
+{
+    static long ms = -1;
+    static const char *only;
+    if (ms < 0) {
+        const char *s = getenv("FAULT_DELAY_MS");
+        only = getenv("FAULT_DELAY_MATCH");
+        ms = s ? atol(s) : 0;
+    }
+    if (ms > 0 && path && only && *only && strstr(path, only)) {
+        struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+        while (nanosleep(&t, &t) != 0) {
+        }
+    }
+}
+
 static int fd_watched(int fd) { return fd >= 0 && fd < MAXFD && watched[fd]; }
 
 __attribute__((destructor)) static void report(void)
@@ -108,6 +127,7 @@ static int opened(int fd, const char *path)
     va_start(ap, flags);                                                            \
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;         \
     va_end(ap);                                                                     \
+    delay(path);                                                                    \
     if (path_watched(path) && tick((flags & O_ACCMODE) == O_RDONLY ? OPEN_R : OPEN_W)) \
         return -1;                                                                  \
     return opened(call, path);
