@@ -150,3 +150,23 @@ def test_json_failures_print_one_document(work):
         doc = json.loads(got.stdout)
         assert got.returncode == code and doc["exit"] == code and doc["error"], (argv, got.stdout, got.stderr)
         assert "error:" in got.stderr
+
+
+def test_a_failed_dask_run_is_one_line_and_the_workers_log_goes_to_a_file(work, shim):  # noqa: F811
+    """Issue 21 case 10: ~114 lines of Dask "Compute Failed" blocks came before fastrec's line. Every
+    process's 3rd write fails with ENOSPC: each worker's shard (retried) and the client's join."""
+    pytest.importorskip("distributed")
+    assert fastrec(work, "list", "lists/train", "imgs", "--recursive").returncode == 0
+    env = subprocess_env()
+    env.update(LD_PRELOAD=shim, FAULT_MATCH=str(work), FAULT_AT="3", FAULT_OPS="write",
+               FAULT_ERRNO=str(errno.ENOSPC))
+    got = fastrec(work, "pack", "lists/train", "imgs", "--resize", "32", "--dask", "local:2", "--shard-size", "20",
+                  env=env)
+    assert got.returncode == 75 and "Traceback" not in got.stderr and "Compute Failed" not in got.stderr, got.stderr
+    errors = [line for line in got.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and len(got.stderr.strip().splitlines()) <= 2, got.stderr
+    logged = (work / "lists" / "train.rec.shards" / "workers.log").read_text()
+    assert "Compute Failed" in logged and "No space left on device" in logged
+    assert fastrec(work, "pack", "lists/train", "imgs", "--resize", "32", "--dask", "local:2",
+                   "--shard-size", "20").returncode == 0
+    assert fastrec(work, "verify", "lists/train").returncode == 0
