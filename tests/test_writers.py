@@ -170,3 +170,22 @@ def test_a_failed_dask_run_is_one_line_and_the_workers_log_goes_to_a_file(work, 
     assert fastrec(work, "pack", "lists/train", "imgs", "--resize", "32", "--dask", "local:2",
                    "--shard-size", "20").returncode == 0
     assert fastrec(work, "verify", "lists/train").returncode == 0
+
+
+@pytest.mark.parametrize("argv", [["list", "lists/train", "imgs", "--recursive"],
+                                  ["pack", "lists/train", "imgs", "--resize", "32"],
+                                  ["pack", "lists/train", "imgs", "--resize", "32", "--resume"]])
+def test_read_only_outputs_are_one_line_and_leave_the_files(work, shim, argv):  # noqa: F811
+    """Issue 21 case 10: re-pack, pack --resume and list into a read-only folder ended in tracebacks.
+    Every open for writing and every rename fails with EROFS (the shim's FAULT_EVERY)."""
+    assert fastrec(work, "list", "lists/train", "imgs", "--recursive").returncode == 0
+    assert fastrec(work, "pack", "lists/train", "imgs", "--resize", "32").returncode == 0
+    before = {p.name: p.read_bytes() for p in (work / "lists").iterdir()}
+    env = subprocess_env()
+    env.update(LD_PRELOAD=shim, FAULT_MATCH=str(work), FAULT_AT="1", FAULT_EVERY="1", FAULT_OPS="open_w,rename",
+               FAULT_ERRNO=str(errno.EROFS))
+    got = fastrec(work, *argv, env=env)
+    assert got.returncode == 75 and "Traceback" not in got.stderr, got.stderr
+    errors = [line for line in got.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Read-only file system" in errors[0], got.stderr
+    assert {p.name: p.read_bytes() for p in (work / "lists").iterdir()} == before
