@@ -189,3 +189,12 @@ def test_read_only_outputs_are_one_line_and_leave_the_files(work, shim, argv):  
     errors = [line for line in got.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Read-only file system" in errors[0], got.stderr
     assert {p.name: p.read_bytes() for p in (work / "lists").iterdir()} == before
+
+
+def test_json_of_a_pack_with_too_many_skips_is_one_document(work):
+    (work / "imgs" / "n0" ).mkdir()
+    (work / "imgs" / "n0" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    assert fastrec(work, "list", "lists/train", "imgs", "--recursive").returncode == 0
+    got = fastrec(work, "pack", "lists/train", "imgs", "--resize", "32", "--strict", "--json")
+    doc = json.loads(got.stdout)    # one document, not two
+    assert got.returncode == 1 and doc["exit"] == 1 and "--strict" in doc["error"] and doc["skipped"] == 1
