@@ -256,7 +256,11 @@ def cmd_pack(a: argparse.Namespace) -> int:
         summary, failed = err.summary, err
     if getattr(a, "json", False):
         from fastrec.reports.results import dumps, pack_document
-        print(dumps(pack_document(summary)))
+        doc = pack_document(summary)
+        if failed is not None:   # one document: the outputs it describes, and the failure
+            doc.update(error=str(failed), exit=failed.exit_code)
+            failed.json_printed = True
+        print(dumps(doc))
     if failed is not None:
         raise failed
     return 0
@@ -619,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             _stage_locks(a, locks)
             return a.func(a) or 0
     except FastrecError as err:
-        return _fail(a, a.command, str(err), err.exit_code, json_wanted)
+        return _fail(a, a.command, str(err), err.exit_code, json_wanted and not getattr(err, "json_printed", False))
     except KeyboardInterrupt:
         return _fail(a, a.command, "interrupted", 130, json_wanted)
     except BrokenPipeError:

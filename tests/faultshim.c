@@ -6,7 +6,7 @@
  * writes and syncs of the descriptors such an open returned. Each call has a class:
  *   open_r open_w read write sync rename
  * $FAULT_OPS (comma-separated classes) are the ones counted; the $FAULT_AT-th of them fails with
- * errno $FAULT_ERRNO (0: none fails, the dry run). At exit the counts of every class are written
+ * errno $FAULT_ERRNO (0: none fails, the dry run; with $FAULT_EVERY set, every one from then on). At exit the counts of every class are written
  * appended to $FAULT_COUNTS (the dry run's census, from which the test samples N).
  * Built by the test: gcc -shared -fPIC -O2 tests/faultshim.c -o faultshim.so -ldl */
 #define _GNU_SOURCE
@@ -18,13 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { OPEN_R, OPEN_W, READ, WRITE, SYNC, RENAME, NCLASS };
 static const char *names[NCLASS] = {"open_r", "open_w", "read", "write", "sync", "rename"};
 #define MAXFD 65536
 
-static int ready, counted[NCLASS], err_no;
+static int ready, counted[NCLASS], err_no, every;
 static long fault_at;
 static const char *match;
 static long counts[NCLASS], total;
@@ -39,6 +40,7 @@ static void setup(void)
     s = getenv("FAULT_ERRNO");
     err_no = s ? atoi(s) : EIO;
     match = getenv("FAULT_MATCH");
+    every = getenv("FAULT_EVERY") != NULL;   /* every counted call from the N-th on fails (a read-only disk) */
     s = getenv("FAULT_OPS");
     for (int c = 0; c < NCLASS; c++)
         counted[c] = !s || strstr(s, names[c]) != NULL;
@@ -59,11 +61,29 @@ static int tick(int cls)
     if (!counted[cls])
         return 0;
     long n = __atomic_add_fetch(&total, 1, __ATOMIC_RELAXED);
-    if (fault_at > 0 && n == fault_at) {
+    if (fault_at > 0 && (n == fault_at || (every && n > fault_at))) {
         errno = err_no;
         return 1;
     }
     return 0;
+}
+
+/* $FAULT_DELAY_MS: every open of a path containing $FAULT_DELAY_MATCH first sleeps that long
+ * (a slow disk: keeps a run going while a test starts a second one) */
+static void delay(const char *path)
+{
+    static long ms = -1;
+    static const char *only;
+    if (ms < 0) {
+        const char *s = getenv("FAULT_DELAY_MS");
+        only = getenv("FAULT_DELAY_MATCH");
+        ms = s ? atol(s) : 0;
+    }
+    if (ms > 0 && path && only && *only && strstr(path, only)) {
+        struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+        while (nanosleep(&t, &t) != 0) {
+        }
+    }
 }
 
 static int fd_watched(int fd) { return fd >= 0 && fd < MAXFD && watched[fd]; }
@@ -108,6 +128,7 @@ static int opened(int fd, const char *path)
     va_start(ap, flags);                                                            \
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;         \
     va_end(ap);                                                                     \
+    delay(path);                                                                    \
     if (path_watched(path) && tick((flags & O_ACCMODE) == O_RDONLY ? OPEN_R : OPEN_W)) \
         return -1;                                                                  \
     return opened(call, path);

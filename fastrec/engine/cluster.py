@@ -38,7 +38,7 @@ from fastrec.engine.local import (Job, finish_manifest, list_changed, list_diges
                                   start_manifest)
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
-from fastrec.errors import DataError, EnvironmentFault
+from fastrec.errors import DataError, EnvironmentFault, FastrecError
 from fastrec.formats.fingerprints import HEADER_BYTES, FingerprintsError, entries_bytes, iter_entries, open_entries
 from fastrec.formats.fingerprints import SUFFIX as FP_SUFFIX
 from fastrec.formats.manifest import FORMAT_VERSION, write_manifest
@@ -215,6 +215,31 @@ def _settle(client, futures: list, interrupted: bool, timeout_s: float = 120) ->
         pass
 
 
+def _workers_log_to(path: str) -> None:
+    """Runs on each worker: its Dask log lines (a "Compute Failed" block for every retry of every
+    failed shard) go to `path`, not to the terminal, where fastrec's one line says what failed."""
+    import logging
+    dask_log = logging.getLogger("distributed")
+    for handler in list(dask_log.handlers):
+        if type(handler) is logging.StreamHandler:
+            dask_log.removeHandler(handler)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+    dask_log.addHandler(handler)
+
+
+def _quiet_workers(client, path: str) -> str | None:
+    """Send the workers' log lines to `path` (unless -vv: then they show); returns the path if so."""
+    import logging
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return None
+    try:
+        client.run(_workers_log_to, path)
+    except Exception:    # a worker that cannot open the file keeps logging where it did
+        return None
+    return path
+
+
 def _client(address: str):
     """A dask Client for `address`: a scheduler address, or local[:WORKERS] for a LocalCluster."""
     try:
@@ -256,6 +281,10 @@ def plan_shards(job: Job, opts: PackOptions, shard_size: int) -> list[tuple[int,
     return plan
 
 
+def _see(worker_log: str | None) -> str:
+    return f" (the workers' log: {worker_log}; -vv shows it here)" if worker_log else ""
+
+
 def _window(client) -> int:
     """Shards submitted at once: enough to keep every worker thread busy (twice over), few enough
     that the client and scheduler hold a bounded number of shards' items, whatever the dataset."""
@@ -281,6 +310,7 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
         _remove(glob.glob(glob.escape(job.rec) + ".joining.*"))
         plans.append((job, plan, planned))
     client, cluster = _client(address)
+    worker_log = _quiet_workers(client, os.path.join(_shard_dir(jobs[0]), "workers.log")) if jobs else None
     started = time.perf_counter()
     total = Summary()
     in_flight: set = set()
@@ -308,7 +338,12 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
                 try:
                     total.bytes_in += fut.result()
                 except EnvironmentFault as err:
-                    raise EnvironmentFault(f"{err}; fix that and {RERUN}") from None
+                    raise EnvironmentFault(f"{err}; fix that and {RERUN}{_see(worker_log)}") from None
+                except FastrecError:
+                    raise
+                except Exception as err:   # a worker lost, a task that could not run: the first one, in one line
+                    raise EnvironmentFault(f"a shard failed on the cluster: {type(err).__name__}: {err}; fix that "
+                                           f"and {RERUN}{_see(worker_log)}") from None
                 in_flight.discard(fut)
                 progress.advance(task)
                 nxt = next(todo, None)
