@@ -4,7 +4,8 @@ The public Python API (everything else is private to its package):
 
     pack_prefix(prefix, root, PackOptions(...), archives=())  -> Summary   pack like `fastrec pack`
     make_lists(prefix, root, ListOptions(...))                -> ListResult  like `fastrec list`
-    read_list(path)        -> iterator of ListItem(id, path, labels)
+    read_list(path)        -> iterator of ListItem(id, path, labels); a bad line raises ListLineError
+                              (read_list(path, ListRules(skip_bad_lines=True)) yields it as a BadLine)
     RecordReader(rec)      -> iterator of framed record payloads; unpack(payload) -> (IRHeader, bytes)
     FastrecError and its kinds UsageError, DataError, EnvironmentFault (fastrec.errors)
 

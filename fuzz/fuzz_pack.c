@@ -71,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.center_crop = (data[0] >> 3) & 1;
     o.no_upscale = (data[0] >> 4) & 1;
     o.pass_through = ((data[0] >> 5) & 7) == 7;
+    o.check_whole = (data[2] >> 6) & 1;     /* the pass-through check (csrc/check.c) */
     o.color = (int)(data[1] % 3) - 1;
     o.filter = (fr_filter)((data[1] >> 2) & 3);   /* triangle, bicubic, lanczos, auto */
     o.raw_output = (data[1] >> 4) & 1;

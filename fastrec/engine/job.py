@@ -25,12 +25,12 @@ class ListFile:
 
     def __iter__(self) -> Iterator[ListItem | BadLine]:
         if self._duplicates is None:
-            self._duplicates = check_list(self.path, self.rules)
+            self._len, self._duplicates = check_list(self.path, self.rules)
         return read_list(self.path, self.rules, self._duplicates)
 
     def __len__(self) -> int:
         if self._len is None:
-            self._len = sum(1 for _ in self)
+            self._len, self._duplicates = check_list(self.path, self.rules)
         return self._len
 
     def __getitem__(self, cut: slice) -> list[ListItem]:

@@ -346,6 +346,8 @@ def leaves_root(path: str) -> bool:
     out with `..` (links inside the tree are followed, as im2rec and `list --recursive` do)."""
     if os.path.isabs(path):
         return True
+    if os.pardir not in path:     # the common case, without normalising
+        return False
     norm = os.path.normpath(path)
     return norm == os.pardir or norm.startswith(os.pardir + os.sep)
 
@@ -400,21 +402,17 @@ def _refusal(path: str, bad: list[BadLine], count: int | None = None) -> ListLin
     return ListLineError(f"{path}: {what}: {shown}{more}. {remedies}")
 
 
-def duplicate_lines(path: str) -> dict[int, int]:
-    """line -> the earlier line with the same id, for each repeated id of a .lst. One walk keeps
-    8 bytes a line (the ids, sorted with numpy); only when an id repeats is the list read again
-    to find its lines."""
+def _repeated(ids: array.array) -> set[int]:
+    """The ids that occur more than once (sorted with numpy: 8 bytes a line, no Python set)."""
     import numpy as np
 
-    ids = array.array("Q")
-    for _, text in _lines(path):
-        parsed = parse_line(text)
-        if isinstance(parsed, ListItem):
-            ids.append(parsed.id)
     ordered = np.sort(np.frombuffer(ids, dtype=np.uint64)) if len(ids) else np.zeros(0, np.uint64)
-    repeated = set(int(x) for x in np.unique(ordered[1:][ordered[1:] == ordered[:-1]]))
-    if not repeated:
-        return {}
+    return set(int(x) for x in np.unique(ordered[1:][ordered[1:] == ordered[:-1]]))
+
+
+def _lines_of(path: str, repeated: set[int], ids: dict[int, int] | None = None) -> dict[int, int]:
+    """line -> the earlier line with the same id, for the ids of `repeated` (a second walk);
+    `ids`, if given, gets line -> id for those lines."""
     first: dict[int, int] = {}
     out: dict[int, int] = {}
     for lineno, text in _lines(path):
@@ -422,29 +420,57 @@ def duplicate_lines(path: str) -> dict[int, int]:
         if isinstance(parsed, ListItem) and parsed.id in repeated:
             if parsed.id in first:
                 out[lineno] = first[parsed.id]
+                if ids is not None:
+                    ids[lineno] = parsed.id
             else:
                 first[parsed.id] = lineno
     return out
 
 
-def check_list(path: str, rules: ListRules = ListRules()) -> dict[int, int]:
+def duplicate_lines(path: str) -> dict[int, int]:
+    """line -> the earlier line with the same id, for each repeated id of a .lst. The list is read
+    again to find the lines only when an id repeats."""
+    ids = array.array("Q")
+    for _, text in _lines(path):
+        parsed = parse_line(text)
+        if isinstance(parsed, ListItem):
+            ids.append(parsed.id)
+    repeated = _repeated(ids)
+    return _lines_of(path, repeated) if repeated else {}
+
+
+class ListCheck(NamedTuple):
+    items: int                    # list lines (items and, with skip_bad_lines, bad lines)
+    duplicates: dict[int, int]    # what read_list needs: line -> the earlier line with its id
+
+
+def check_list(path: str, rules: ListRules = ListRules()) -> ListCheck:
     """Read a .lst once under `rules`: without skip_bad_lines, any bad line (grammar, id range, a
-    repeated id, a path out of the root) raises ListLineError naming the first few and the count.
-    Returns the duplicate_lines map that read_list needs."""
-    duplicates = {} if rules.allow_duplicate_ids else duplicate_lines(path)
-    if rules.skip_bad_lines:
-        return duplicates
+    repeated id, a path out of the root) raises ListLineError naming the first few and the count."""
+    ids = array.array("Q")
     bad: list[BadLine] = []
-    count = 0
+    count = items = 0
     for lineno, text in _lines(path):
-        entry = classify(text, lineno, rules, duplicates)
+        entry = classify(text, lineno, rules, {})
+        items += entry is not None
+        if isinstance(entry, ListItem) or (isinstance(entry, BadLine) and entry.reason == OUTSIDE_ROOT):
+            ids.append(entry.id)
         if isinstance(entry, BadLine):
             count += 1
             if len(bad) < MAX_LISTED:
                 bad.append(entry)
+    repeated = set() if rules.allow_duplicate_ids else _repeated(ids)
+    repeat_ids: dict[int, int] = {}
+    duplicates = _lines_of(path, repeated, repeat_ids) if repeated else {}
+    if rules.skip_bad_lines:
+        return ListCheck(items, duplicates)
+    for lineno, earlier in sorted(duplicates.items())[:MAX_LISTED]:
+        bad.append(BadLine(repeat_ids[lineno], "", (), lineno, DUPLICATE_ID,
+                           f"repeats the id {repeat_ids[lineno]} of line {earlier}"))
+    count += len(duplicates)
     if count:
-        raise _refusal(path, bad, count)
-    return duplicates
+        raise _refusal(path, sorted(bad, key=lambda b: b.line)[:MAX_LISTED], count)
+    return ListCheck(items, duplicates)
 
 
 def read_list(path: str, rules: ListRules = ListRules(), duplicates: dict[int, int] | None = None
