@@ -293,8 +293,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         names = class_names(recs)
         lines += total_lines(recs, total, names)
         if a.contact_sheet:
-            drawn = contact_sheet(recs, a.contact_sheet, a.sample)
-            sheet = {"path": a.contact_sheet, "images": len(drawn), "files": len({rec for rec, _ in drawn})}
+            drawn = contact_sheet(recs, a.contact_sheet, a.sample, names=names)
+            sheet = {"path": a.contact_sheet, "images": len(drawn), "files": len({d.rec for d in drawn}),
+                     "captions": [" ".join(d.caption) for d in drawn]}
             lines.append(f"contact sheet of {len(drawn)} images from {sheet['files']} of {len(recs)} files: "
                          f"{a.contact_sheet}")
         if a.json:
@@ -431,7 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show record headers, label counts and image sizes of .rec files")
     p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
     p.add_argument("--head", type=whole(0), default=10, help="print the first N record headers")
-    p.add_argument("--contact-sheet", metavar="FILE.png", type=PATH, help="write a grid of sampled images")
+    p.add_argument("--contact-sheet", metavar="FILE.png", type=PATH,
+                   help="write a grid of sampled images, each captioned with its id, label and class name "
+                        "(from the manifest or PREFIX.synset.txt)")
     p.add_argument("--sample", type=whole(1, 10_000), default=48, help="images on the contact sheet (drawn from all files)")
     _add_json_flag(p)
     p.set_defaults(func=cmd_inspect)
