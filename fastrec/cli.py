@@ -24,10 +24,28 @@ def _bool_word(text: str) -> bool | None:
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
-    """Help that shows each flag's default once: not again where the help already words it."""
+    """Help that shows each flag's default once, as what happens: not again where the help already
+    words it; a required flag says so (not "default: None"); a switch is "off" unless given
+    (`--no-shuffle`: not "default: True"); a flag without a default shows none (its help says
+    what happens without it); a value is named after its own flag, not an older alias's dest."""
 
     def _get_help_string(self, action):
-        return action.help if "(default: " in (action.help or "") else super()._get_help_string(action)
+        text = action.help or ""
+        if "(default: " in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.required:
+            return text + " (required)"
+        if action.nargs == 0:   # store_true / store_false: on when the default is what it stores
+            return text + f" (default: {'on' if action.default == action.const else 'off'})"
+        if action.default is None:
+            return text
+        if isinstance(action.default, (list, tuple)):
+            return text + f" (default: {' '.join(map(str, action.default)) or 'none'})"
+        return super()._get_help_string(action)
+
+    def _get_default_metavar_for_optional(self, action):
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        return longs[0][2:].upper().replace("-", "_") if longs else super()._get_default_metavar_for_optional(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -137,7 +155,7 @@ def add_pack_flags(p: Parser, defaults: dict | None = None) -> None:
                                         default=None if default is None else shown, help=flag.help.replace("%", "%%"))
         if defaults is not None:
             action.default = argparse.SUPPRESS
-            action.help += f" (default: {default if flag.parse is None else shown})"
+            action.help += f" (default: {('on' if default else 'off') if flag.parse is None else shown})"
 
 
 def _pack_args_to_options(a: argparse.Namespace):
@@ -320,8 +338,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         names = class_names(recs)
         lines += total_lines(recs, total, names)
         if a.contact_sheet:
-            drawn = contact_sheet(recs, a.contact_sheet, a.sample)
-            sheet = {"path": a.contact_sheet, "images": len(drawn), "files": len({rec for rec, _ in drawn})}
+            drawn = contact_sheet(recs, a.contact_sheet, a.sample, names=names)
+            sheet = {"path": a.contact_sheet, "images": len(drawn), "files": len({d.rec for d in drawn}),
+                     "captions": [" ".join(d.caption) for d in drawn]}
             lines.append(f"contact sheet of {len(drawn)} images from {sheet['files']} of {len(recs)} files: "
                          f"{a.contact_sheet}")
         if a.json:
@@ -472,7 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show record headers, label counts and image sizes of .rec files")
     p.add_argument("prefix", help="a .rec file, or a prefix matching .rec files")
     p.add_argument("--head", type=whole(0), default=10, help="print the first N record headers")
-    p.add_argument("--contact-sheet", metavar="FILE.png", type=PATH, help="write a grid of sampled images")
+    p.add_argument("--contact-sheet", metavar="FILE.png", type=PATH,
+                   help="write a grid of sampled images, each captioned with its id, label and class name "
+                        "(from the manifest or PREFIX.synset.txt)")
     p.add_argument("--sample", type=whole(1, 10_000), default=48, help="images on the contact sheet (drawn from all files)")
     _add_json_flag(p)
     p.set_defaults(func=cmd_inspect)
@@ -530,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raid-device", dest="raid_devices", action="append", metavar="DEV", type=PATH,
                    help="stripe these disks first (repeat); the plan is printed unless --raid-execute")
     p.add_argument("--raid-mount", type=PATH, help="mount point of the RAID-0 volume")
-    p.add_argument("--raid-execute", action="store_true", help="really create the array (default: False)")
+    p.add_argument("--raid-execute", action="store_true", help="really create the array (default: off: print the plan)")
     add_pack_flags(p, PREPARE_PACK_DEFAULTS)
     p.add_argument("--from-tar", nargs="*", action=_TarSwitch, metavar="ARCHIVE", type=PATH, default=None,
                    help="list and pack straight from tar archives (these, or --archive's): no extraction, "

@@ -234,3 +234,22 @@ def test_positionals_may_follow_flags(place, tmp_path):
     status, err = _main(["pack", str(tmp_path / "Q"), "--progress", "off", str(place / "ROOT")])
     assert status == 0, err
     assert (tmp_path / "Q.rec").read_bytes() == (place / "P.rec").read_bytes()
+
+
+# ---------------------------------------------------------------- --help says what happens (issue 22)
+def test_help_defaults_say_what_happens():
+    """No "default: None" (a required flag says so; one without a default shows none), a switch
+    reads as off or on unless given (`--no-shuffle` is not "default: True", `--shuffle` is on),
+    and a value is named after its own flag, not an old alias's dest."""
+    import re
+    _, commands = _commands()
+    helps = {name: re.sub(r"\s+", " ", sub.format_help()) for name, sub in commands.items()}
+    for name, text in helps.items():
+        for wrong in ("default: None", "default: True", "default: False", "default: []", "default: ["):
+            assert wrong not in text, (name, wrong)
+    assert "--move-to MOVE_TO folder the small classes are moved into (required)" in helps["filter"]
+    assert re.search(r"--no-shuffle keep the sorted order [^(]*\(default: off\)", helps["list"])
+    assert re.search(r"--shuffle older im2rec.py's form[^(]*\(default: on\)", helps["list"])
+    assert "--num-thread NUM_THREAD" in helps["extract"] and "JOBS" not in helps["extract"]
+    assert "--val-per-class VAL_PER_CLASS" in helps["split"]
+    assert "--pass-through store the file bytes unchanged (default: off)" in helps["prepare"]

@@ -175,3 +175,13 @@ def test_cli(trees, capsys):
     assert "3 classes kept (47 images); 3 classes moved" in capsys.readouterr().out
     assert main(["filter", str(root), "--min-images", "10", "--move-to", str(root / "x")]) == 2
     assert "overlap" in capsys.readouterr().err
+
+
+def test_record_follows_what_filter_leaves(trees):
+    """A class recorded as moved but still in ROOT (a crash between the record and the move)
+    that a rerun with a lower minimum keeps is no longer recorded: extract would not restore it."""
+    root, small, _ = trees
+    from fastrec.stages import treestate
+    treestate.record_filtered(str(root), {"e": str(small / "e")})   # as if the crash came before the move
+    filter_classes(str(root), 5, str(small))
+    assert filtered_classes(str(root)) == {"b": str(small / "b"), "d": str(small / "d")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +21,8 @@ from hypothesis import Phase, given, settings, strategies as st
 
 from conftest import IM2REC, PYTHON, REPO, run_im2rec, subprocess_env
 from fastrec import cli
-from fastrec.formats.lists import LENIENT, DEFAULT_EXTS, ListItem, ListOptions, list_images, make_lists, read_list
+from fastrec.formats.lists import (LENIENT, DEFAULT_EXTS, ListError, ListItem, ListOptions, list_images, make_lists,
+                                   read_list)
 
 # ------------------------------------------------------------------ running the tools
 class Run:
@@ -354,3 +356,71 @@ def test_bad_chunks(tmp_path):
     """--chunks 0 is a clear error (im2rec dies with ZeroDivisionError)."""
     build_tree(tmp_path / "tree", ["a.jpg"], [], {})
     assert_user_error(run_fastrec(tmp_path / "out", tmp_path / "tree", ["--chunks", "0"]), "--chunks")
+
+
+# ------------------------------------------------------------------ symbolic link loops (issue 22 item 4)
+FOLDERS = [".", "c0", "c1", "c0/s", "c1/t"]
+
+
+def _linked_tree(root: Path, links) -> Path:
+    """An image in each of FOLDERS, and a link `lN` in folder A to folder B for each (A, B)."""
+    for folder in FOLDERS[1:]:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "i.jpg").touch()
+    for n, (where, target) in enumerate(links):
+        os.symlink(os.path.relpath(root / target, root / where), root / where / f"l{n}")
+    return root
+
+
+def _im2rec_walk(root: Path, limit: int) -> list[str] | None:
+    """im2rec's recursive enumeration (os.walk following links, sorted), or None where it goes
+    deeper than the tree has real folders: only a loop takes it there (then it goes on until
+    the path is too long)."""
+    out = []
+    for dirpath, dirs, files in os.walk(root, followlinks=True):
+        if len(Path(dirpath).relative_to(root).parts) > limit:
+            return None
+        dirs.sort()
+        out += [os.path.relpath(os.path.join(dirpath, f), root) for f in sorted(files)
+                if os.path.isfile(os.path.join(dirpath, f)) and f.endswith(".jpg")]
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(FOLDERS), st.sampled_from(FOLDERS)), max_size=3))
+def test_link_loops_are_errors_other_links_are_followed(links):
+    """A folder link that leads back to a folder it lies in is an error naming the link; every
+    other link is followed as im2rec's walk follows it (the same entries, in the same order)."""
+    with tempfile.TemporaryDirectory() as d:
+        root = _linked_tree(Path(d), links)
+        theirs = _im2rec_walk(root, len(FOLDERS) + 1)
+        if theirs is None:
+            with pytest.raises(ListError, match=f"symbolic link loop: '{re.escape(str(root))}/(.*/)?l[0-9]'"):
+                list_images(str(root), True, (".jpg",))
+        else:
+            assert [e.path for e in list_images(str(root), True, (".jpg",))[0]] == theirs
+
+
+LINK_CASES = {
+    "issue: c0/up -> ..": [("c0", ".")],      # im2rec: 164 lines for 4 images
+    "own folder": [("c0/s", "c0/s")],
+    "two links to each other": [("c0", "c1"), ("c1", "c0")],
+    "links elsewhere": [("c0", "c1/t"), (".", "c0/s"), ("c1", "c0/s")],   # followed, as im2rec does
+}
+
+
+def test_link_cases_against_the_real_im2rec(tmp_path):
+    """The real im2rec.py on the same trees: byte-identical lists where there is no loop; where
+    there is one, it writes the tree again and again (fastrec: exit 2 naming the link, no list)."""
+    roots = {name: _linked_tree(tmp_path / str(i), links) for i, (name, links) in enumerate(LINK_CASES.items())}
+    flags = ["--recursive", "--no-shuffle"]
+    theirs = run_im2rec_batch([(tmp_path / "im2rec" / str(i), root, flags) for i, root in enumerate(roots.values())])
+    for (name, root), their in zip(roots.items(), theirs):
+        ours = run_fastrec(tmp_path / "fastrec" / name, root, flags)
+        lines = their.files["data.lst"].count(b"\n")
+        if name == "links elsewhere":
+            assert_same_output(ours, their)
+        else:
+            assert lines > 20, (name, lines)
+            assert ours.status == 2 and "symbolic link loop" in ours.stderr and not ours.files, ours
+    assert theirs[0].files["data.lst"].count(b"\n") == 164

@@ -153,8 +153,12 @@ def test_other_settings_are_refused_on_resume(reference, archive):
     base, _ = reference
     cfg = _config(base, archive)
     cfg.val_per_class = 3
-    with pytest.raises(Exception, match="other settings"):
+    cfg.pack.resize = cfg.pack.resize + 7
+    with pytest.raises(Exception, match="other settings") as err:
         prepare(cfg)
+    # each difference named as pack --resume names it (issue 22 item 8)
+    assert f"resize: {cfg.pack.resize - 7} -> {cfg.pack.resize}" in str(err.value)
+    assert "val_per_class: " in str(err.value) and " -> 3" in str(err.value)
 
 
 def test_from_tar_gives_the_same_files_without_extracting(reference, archive, tmp_path):

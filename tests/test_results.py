@@ -106,3 +106,8 @@ def test_contact_sheet_draws_from_all_files(packed, tmp_path):
                 "--sample", "16")
     sheet = json.loads(r.stdout)["contact_sheet"]
     assert sheet["images"] == 16 and sheet["files"] >= CHUNKS - 1, sheet
+    # each image is captioned with its class name, from the manifest or the synset file (issue 22)
+    classes = make_tree_classes(packed)
+    for text in sheet["captions"]:
+        label = int(text.split(" label ")[1].split()[0])
+        assert text.endswith(f" {classes[label]}"), text

@@ -90,9 +90,21 @@ def list_images(root: str, recursive: bool, exts: Sequence[str]) -> tuple[list[I
                 entries.append(ImageEntry(len(entries), rel, (0.0,)))
         return entries, []
     labels: dict[str, int] = {}
+    # Links are followed as im2rec follows them, but a folder already on the way down (`c0/up ->
+    # ..`) is a loop: im2rec walks it until the path is too long, repeating the tree in new classes.
+    on_the_way = {root: (os.path.realpath(root),)}
     for dirpath, dirs, files in os.walk(root, followlinks=True, onerror=_raise_walk_error):
         dirs.sort()   # in place: the walk is a pre-order with sorted children, like im2rec
         files.sort()
+        above = on_the_way.pop(dirpath)
+        for d in dirs:
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            if real in above:
+                raise ListError(f"symbolic link loop: {full!r} leads back to {real!r}, a folder it lies in; "
+                                f"im2rec would list the tree again under it until the path is too long. "
+                                f"Remove the link (or point it elsewhere) and list again")
+            on_the_way[full] = above + (real,)
         for name in files:
             full = os.path.join(dirpath, name)
             if os.path.isfile(full) and _matches(name, exts):

@@ -9,6 +9,7 @@ import os
 import random
 import statistics
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fastrec.formats.lists import synset_of
 from fastrec.formats.manifest import label_key, manifest_path, read_manifest
@@ -173,10 +174,24 @@ def _offsets(rec: str) -> list[int]:
             out.append(offset)
 
 
+class Drawn(NamedTuple):
+    rec: str
+    offset: int
+    caption: tuple[str, ...]   # the lines written under the image
+
+
+def caption(record_id: int, label, names: dict[str, str] | None = None) -> tuple[str, ...]:
+    """`id N label L`, and the class name of L on a second line where `names` gives one."""
+    text = label_text(label)
+    name = (names or {}).get(text)
+    return (f"id {record_id} label {text}",) + ((name,) if name else ())
+
+
 def contact_sheet(recs: str | list[str], path: str, count: int = 48, tile: int = 128,
-                  seed: int = 0) -> list[tuple[str, int]]:
-    """Write a PNG grid of `count` records sampled evenly (seeded) from all of `recs` together;
-    returns the (file, offset) of each record drawn."""
+                  seed: int = 0, names: dict[str, str] | None = None) -> list[Drawn]:
+    """Write a PNG grid of `count` records sampled evenly (seeded) from all of `recs` together,
+    each captioned with its id, label and (from `names`, label text -> class, as `class_names`
+    gives it) class name; returns the records drawn, with their captions."""
     from PIL import Image, ImageDraw
 
     recs = [recs] if isinstance(recs, str) else list(recs)
@@ -184,16 +199,18 @@ def contact_sheet(recs: str | list[str], path: str, count: int = 48, tile: int =
     chosen = sorted(random.Random(seed).sample(range(len(places)), min(count, len(places))))
     cols = max(1, min(8, len(chosen)))
     rows = max(1, -(-len(chosen) // cols))
-    sheet = Image.new("RGB", (cols * tile, rows * (tile + 14)), "white")
+    band = 26 if names else 14   # caption lines under each tile
+    sheet = Image.new("RGB", (cols * tile, rows * (tile + band)), "white")
     draw = ImageDraw.Draw(sheet)
     readers: dict[str, RecordReader] = {}
+    drawn = []
     try:
         for i, place in enumerate(chosen):
             rec, offset = places[place]
             reader = readers.get(rec) or readers.setdefault(rec, RecordReader(rec))
             reader.seek(offset)
             header, image = unpack(reader.read())
-            x, y = (i % cols) * tile, (i // cols) * (tile + 14)
+            x, y = (i % cols) * tile, (i // cols) * (tile + band)
             try:
                 with Image.open(io.BytesIO(image)) as im:
                     im = im.convert("RGB")
@@ -201,10 +218,12 @@ def contact_sheet(recs: str | list[str], path: str, count: int = 48, tile: int =
                     sheet.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
             except Exception:  # draw the slot empty: the caption still says which record
                 pass
-            label = label_text(header.label if header.flag == 0 else list(header.label))
-            draw.text((x + 2, y + tile), f"id {header.id} label {label}"[:22], fill="black")
+            lines = caption(header.id, header.label if header.flag == 0 else list(header.label), names)
+            for n, line in enumerate(lines):
+                draw.text((x + 2, y + tile + 12 * n), line[:22], fill="black")
+            drawn.append(Drawn(rec, offset, lines))
     finally:
         for reader in readers.values():
             reader.close()
     sheet.save(path, "PNG")
-    return [places[i] for i in chosen]
+    return drawn

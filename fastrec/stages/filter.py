@@ -96,7 +96,8 @@ def filter_classes(root: str, min_images: int, move_to: str, *, exts: Sequence[s
     if dry_run:
         summary.moved = small
         return summary
-    treestate.record_filtered(root, {name: os.path.abspath(os.path.join(move_to, name)) for name, _ in small})
+    treestate.record_filtered(root, {name: os.path.abspath(os.path.join(move_to, name)) for name, _ in small},
+                              kept=[name for name, _ in summary.kept])
     crash = fsutil.CrashAfter()
     with make_progress(progress) as bar:
         task = bar.add_task("filter: moving classes", total=len(small))

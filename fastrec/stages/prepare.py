@@ -25,6 +25,7 @@ from fastrec.engine.local import Job
 from fastrec.engine.options import PackOptions
 from fastrec.formats.fields import wrong_fields
 from fastrec.formats.lists import ListOptions, find_lists, make_lists
+from fastrec.formats.manifest import setting_differences
 from fastrec.errors import EnvironmentFault, FastrecError
 
 STATE_NAME = "prepare.state.json"
@@ -128,9 +129,18 @@ def _load_state(path: str, config: PrepareConfig) -> dict:
             and isinstance(state.get("seconds"), dict)):
         raise PrepareError(damaged.format("not the state of a prepare run"))
     if state.get("config") != config.fingerprint():
-        raise PrepareError(f"{path} was written for other settings; rerun with the same settings to "
-                           f"resume, or use another --work folder (or delete the state file) to start over")
+        changed = setting_differences(_flat(state.get("config")), _flat(config.fingerprint()))
+        raise PrepareError(f"{path} was written for other settings ({'; '.join(changed)}); rerun with the "
+                           f"same settings to resume, or use another --work folder (or delete the state "
+                           f"file) to start over")
     return state
+
+
+def _flat(fingerprint) -> dict:
+    """A fingerprint's settings by the names the flags have: `resize`, not `pack.resize`."""
+    d = dict(fingerprint) if isinstance(fingerprint, dict) else {}
+    pack = d.pop("pack", None)
+    return {**d, **(pack if isinstance(pack, dict) else {})}
 
 
 def _save_state(path: str, state: dict) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
 
 from fastrec import fsutil
 from fastrec.errors import UsageError
@@ -55,11 +56,16 @@ def filtered_classes(root: str) -> dict[str, str]:
     return dict(read_state(root)["filtered"])
 
 
-def record_filtered(root: str, moves: dict[str, str]) -> None:
-    """Add classes `filter` is about to move out of `root` (class -> destination folder)."""
+def record_filtered(root: str, moves: dict[str, str], kept: Sequence[str] = ()) -> None:
+    """Add classes `filter` is about to move out of `root` (class -> destination folder); classes
+    it keeps in `root` are no longer moved away (a rerun with a lower minimum, after a crash
+    between the record and the move)."""
     state = read_state(root)
-    if all(state["filtered"].get(c) == d for c, d in moves.items()):
+    stale = [c for c in kept if c in state["filtered"]]
+    if not stale and all(state["filtered"].get(c) == d for c, d in moves.items()):
         return
+    for c in stale:
+        del state["filtered"][c]
     state["filtered"].update(moves)
     _write(root, state)
 
