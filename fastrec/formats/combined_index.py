@@ -2,8 +2,8 @@
 for several `path`s ("RecordIOReader supports only a single index file").
 
 DALI reads the files as if concatenated: an index offset is the record's offset in its own file
-plus the sizes of the files before it, in the order of `path` (it sorts the offsets and splits
-them at the file boundaries, and ignores the keys). The files are taken in the order pack packs
+plus the sizes of the files before it, in the order of `path` (tests/test_dali.py reads a chunked
+pack through such an index with DALI 2.4.0, every record in order). The files are taken in the order pack packs
 their lists (`find_lists`' sorted order, which is `sorted(glob.glob(PREFIX + "*.rec"))` within one
 folder); each line keeps the record's own key (its .lst id).
 """
