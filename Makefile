@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE := $(wildcard csrc/*.c csrc/*.h fastrec/_native/*.pyx fastrec/_native/*.pxd) setup.py
 DEMO := demo
 
-.PHONY: install system-deps demo test bench fuzz fuzz-build fuzz-smoke wheel wheel-build clean
+.PHONY: install system-deps demo test bench fuzz fuzz-build fuzz-smoke wheel wheel-deps wheel-build clean
 
 install: system-deps $(VENV)/.deps fastrec/_native/.built
 
@@ -44,19 +44,56 @@ test: install fuzz-smoke
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
-# A wheel that carries libjpeg-turbo inside it (fastrec.libs/), for machines where pip works but
-# apt needs root (Dask workers, SLURM nodes): `pip install wheelhouse/fastrec-*.whl`. auditwheel
-# grafts the library into the wheel and points the extensions' rpath at it; the platform tag is the
-# oldest manylinux this machine's glibc allows (`--plat auto`). `wheel-build` has no prerequisites,
-# so tests can run it with another PY (tests/test_wheel.py).
+# A wheel for machines where pip works but apt needs root (Dask workers, SLURM nodes), on glibc
+# 2.17 or newer (manylinux2014: RHEL/Rocky 8, Ubuntu 20.04 and older clusters): zig cc targets
+# glibc 2.17 for the extensions and for a static libjpeg-turbo built from Debian's source package
+# (apt-verified), linked inside them; auditwheel checks the tag. Each build leaves one wheel in
+# WHEEL_DIR (older fastrec wheels there are removed). `make wheel` is the command; tests run it.
 WHEEL_DIR ?= wheelhouse
+WHEEL_PLAT := manylinux_2_17_x86_64
+ZIG_TARGET := x86_64-linux-gnu.2.17
+JPEG_DIR := build/libjpeg-turbo
+ZIG_CC := $(abspath build/zig-cc)
 
 wheel: install wheel-build
 
-wheel-build:
-	rm -rf build/wheel-raw
-	$(PY) -m pip wheel . --no-deps --no-build-isolation -q -w build/wheel-raw
-	PATH="$(dir $(PY)):$$PATH" $(PY) -m auditwheel repair --plat auto -w $(WHEEL_DIR) build/wheel-raw/fastrec-*.whl
+wheel-deps:
+	@command -v cmake >/dev/null && command -v nasm >/dev/null || { \
+	  echo "installing cmake and nasm (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake nasm; }
+	mkdir -p build
+	printf '#!/bin/sh\nexec "%s" -m ziglang cc -target $(ZIG_TARGET) "$$@"\n' "$(abspath $(PY))" > $(ZIG_CC)
+	chmod +x $(ZIG_CC)
+
+# libjpeg-turbo's source from the distribution (deb-src entries are added for it if missing).
+$(JPEG_DIR)/libjpeg.a:
+	$(MAKE) -s wheel-deps
+	rm -rf $(JPEG_DIR) && mkdir -p $(JPEG_DIR)/src
+	cd $(JPEG_DIR)/src && { apt-get source -qq --download-only libjpeg-turbo 2>/dev/null || { \
+	  echo "adding deb-src entries to apt's sources for libjpeg-turbo's source package"; \
+	  { [ ! -f /etc/apt/sources.list.d/debian.sources ] || sed 's/^Types: deb$$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources; \
+	    [ ! -f /etc/apt/sources.list ] || sed -n 's/^deb /deb-src /p' /etc/apt/sources.list; } \
+	    | $(SUDO) tee /etc/apt/sources.list.d/fastrec-deb-src.$$([ -f /etc/apt/sources.list.d/debian.sources ] && echo sources || echo list) >/dev/null; \
+	  $(SUDO) apt-get update -qq && apt-get source -qq --download-only libjpeg-turbo; }; }
+	tar xzf $(JPEG_DIR)/src/libjpeg-turbo_*.orig.tar.gz -C $(JPEG_DIR)/src --strip-components=1
+	cmake -S $(JPEG_DIR)/src -B $(JPEG_DIR)/cmake -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_C_COMPILER=$(ZIG_CC) \
+	  -DCMAKE_BUILD_TYPE=Release -DENABLE_SHARED=OFF -DWITH_TURBOJPEG=OFF -DREQUIRE_SIMD=ON \
+	  -DCMAKE_POSITION_INDEPENDENT_CODE=ON > $(JPEG_DIR)/cmake.log
+	cmake --build $(JPEG_DIR)/cmake --target jpeg-static -j 2 > $(JPEG_DIR)/build.log
+	cp $(JPEG_DIR)/cmake/libjpeg.a $@
+
+# Header-only libraries the core includes (xxhash.h) are copied alone: zig cc brings glibc 2.17's
+# headers, and /usr/include would bring this machine's.
+wheel-build: $(JPEG_DIR)/libjpeg.a
+	$(MAKE) -s wheel-deps
+	rm -rf build/wheel build/wheel-raw build/wheel-include && mkdir -p build/wheel-include
+	for h in xxhash.h; do [ ! -f /usr/include/$$h ] || cp /usr/include/$$h build/wheel-include/; done
+	CC="$(ZIG_CC)" LDSHARED="$(ZIG_CC) -shared" FASTREC_LIBJPEG_STATIC=$(abspath $<) \
+	  FASTREC_LIBJPEG_INCLUDE=$(abspath $(JPEG_DIR)/cmake):$(abspath $(JPEG_DIR)/src):$(abspath build/wheel-include) \
+	  $(PY) setup.py -q build --build-base build/wheel bdist_wheel --dist-dir build/wheel-raw
+	rm -f $(WHEEL_DIR)/fastrec-*.whl $(WHEEL_DIR)/fastrec_recordio-*.whl
+	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m auditwheel repair --only-plat --plat $(WHEEL_PLAT) -w $(WHEEL_DIR) build/wheel-raw/*.whl
+	$(PY) -m auditwheel show $(WHEEL_DIR)/fastrec_recordio-*.whl
 
 # Coverage-guided fuzzing of the native path (libFuzzer + AddressSanitizer + UBSan, clang).
 # `make test` runs it for FUZZ_SMOKE_SECONDS; `make fuzz` for FUZZ_SECONDS. Crashes land in

@@ -18,7 +18,7 @@ from fastrec.engine.options import PACK_FLAGS, PackOptions
 HOSTILE = ["-1", "0", "99999999999", "x", "", "nan", "local:0"]
 # positionals that let each command parse (the flag under test goes after them)
 BASE = {"list": ["P", "ROOT", "--recursive"], "pack": ["P", "ROOT"], "im2rec": ["P", "ROOT"], "verify": ["P.rec"],
-        "inspect": ["P.rec"], "bench": ["MISSING"], "prepare": ["--work", "W", "--from-tar", "MISSING.tar"],
+        "index": ["P"], "inspect": ["P.rec"], "bench": ["MISSING"], "prepare": ["--work", "W", "--from-tar", "MISSING.tar"],
         "raid": ["/dev/fastrec-none", "--mount", "M"], "extract": ["MISSING.tar", "D"],
         "filter": ["MISSING", "--move-to", "M"], "split": ["MISSING", "--val-root", "V"]}
 # commands whose accepted values are also run end to end here (raid is a dry run that probes

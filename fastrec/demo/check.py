@@ -13,7 +13,7 @@ def main(prefix: str) -> int:
         import cv2  # noqa: F401  (mxnet.recordio.unpack_img needs it)
         import mxnet as mx
     except ImportError as err:
-        print(f"cannot read back with MXNet ({err}); install the test extras: pip install 'fastrec[test]'")
+        print(f"cannot read back with MXNet ({err}); install the test extras: `make install` in fastrec's source folder")
         return 1
     total = 0
     for rec in sorted(glob.glob(prefix + "*.rec")):

@@ -245,7 +245,7 @@ def _client(address: str):
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as err:
-        raise PackError("--dask needs Dask: pip install 'fastrec[dask]' (dask and distributed)") from err
+        raise PackError("--dask needs Dask: pip install 'dask[distributed]>=2024.1' (fastrec's dask extra)") from err
     if address == "local" or address.startswith("local:"):
         n = address.partition(":")[2]
         if n and not (n.isdigit() and int(n) >= 1):   # local:0 would wait for a worker forever

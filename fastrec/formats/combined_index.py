@@ -2,8 +2,8 @@
 for several `path`s ("RecordIOReader supports only a single index file").
 
 DALI reads the files as if concatenated: an index offset is the record's offset in its own file
-plus the sizes of the files before it, in the order of `path` (it sorts the offsets and splits
-them at the file boundaries, and ignores the keys). The files are taken in the order pack packs
+plus the sizes of the files before it, in the order of `path` (tests/test_dali.py reads a chunked
+pack through such an index with DALI 2.4.0, every record in order). The files are taken in the order pack packs
 their lists (`find_lists`' sorted order, which is `sorted(glob.glob(PREFIX + "*.rec"))` within one
 folder); each line keeps the record's own key (its .lst id).
 """
@@ -14,7 +14,7 @@ import os
 import struct
 from typing import Iterator, NamedTuple
 
-from fastrec.errors import DataError, UsageError
+from fastrec.errors import DataError, EnvironmentFault, UsageError
 from fastrec.formats.lists import find_lists, prefix_files
 from fastrec.formats.recordio import (HEADER_SIZE, MAX_RECORD_LEN, RecordIOError, iter_index,
                                       read_record_at, record_end_in_file, unpack)
@@ -69,8 +69,17 @@ def write_combined_index(prefix: str, output: str | None = None) -> tuple[str, l
     files = packed_files(prefix)
     if os.path.abspath(path) in {os.path.abspath(p) for pair in files for p in pair}:
         raise UsageError(f"--output {path} is a file of the pack itself; name another file")
-    text = "".join(_lines(files))
-    atomic_write(path, text)
+    try:
+        text = "".join(_lines(files))
+    except OSError as err:
+        raise DataError(f"cannot read {err.filename}: {err.strerror}") from None
+    try:
+        atomic_write(path, text)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        raise UsageError(f"cannot write {path}: {err.strerror}") from None
+    except OSError as err:   # a full disk, an I/O error: nothing half-written is left
+        raise EnvironmentFault(f"cannot write {path}: {err.strerror}; run the same command again "
+                               "once that is fixed") from None
     return path, [rec for rec, _ in files], text.count("\n")
 
 
@@ -101,10 +110,20 @@ def check_combined_index(prefix: str, index: str, limit: int = 100) -> tuple[int
     record whose header id is the line's key, and the lines index each record of each file's .idx
     once (as many lines as records, offsets increasing). Returns (lines, first `limit` faults)."""
     files = packed_files(prefix)
+    try:
+        return _check(files, index, limit)
+    except OSError as err:
+        raise DataError(f"cannot read {err.filename}: {err.strerror}") from None
+
+
+def _check(files: list[tuple[str, str]], index: str, limit: int) -> tuple[int, list[IndexFault]]:
     sizes = [os.path.getsize(rec) for rec, _ in files]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     total = sum(sizes)
-    expected = sum(1 for _, idx in files for _ in iter_index(idx))
+    try:
+        expected = sum(1 for _, idx in files for _ in iter_index(idx))
+    except RecordIOError as err:
+        raise DataError(f"a .idx of the pack is damaged ({err}): run `fastrec verify` on its files") from None
     faults: list[IndexFault] = []
     handles = [open(rec, "rb") for rec, _ in files]
     lines, last = 0, -1

@@ -518,7 +518,7 @@ def plot_figure(result: BenchResult):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise BenchError("the plot needs matplotlib: pip install 'fastrec[bench]' "
+        raise BenchError("the plot needs matplotlib: pip install 'matplotlib<3.10' "
                          "(or pass --out '' to skip the files)") from err
     rows = [r for r in result.rows if not (math.isnan(r.psnr_db) or math.isnan(r.bytes_per_image))]
     panels = [(up, title, marker) for up, title, marker in PANELS if any(r.upscale == up for r in rows)] \
