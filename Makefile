@@ -130,16 +130,40 @@ fuzz: fuzz-build
 	FASTREC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:logging \
 	  tests/test_tar_generated.py
 
-# Side-by-side benchmarks (see bench/README.md); PyTurboJPEG 1.x needs the system libturbojpeg.
-bench: install
-	@[ -e /usr/lib/$$(gcc -print-multiarch)/libturbojpeg.so.0 ] || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libturbojpeg0; }
-	$(PIP) install -q --no-build-isolation -e ".[test,bench]"
+# Side-by-side benchmarks (see bench/README.md); the peers come from `make bench-peers`.
+bench: install bench-peers
 	$(PY) bench/pack_vs_im2rec.py
 	$(PY) bench/tar_vs_extract.py
 	$(PY) bench/slow_storage.py
-	$(PY) -m pytest -q bench/test_peers.py --benchmark-json bench/results/peers.json
-	$(PY) bench/ratios.py bench/results/peers.json
+	$(PY) bench/peers.py
+
+# The tools bench/peers.py measures fastrec against, installed by name from the registries:
+# Debian's libvips (pyvips) and libturbojpeg (PyTurboJPEG); Pillow-SIMD compiled from source (AVX2
+# where the CPU has it) in its own venv, because it replaces Pillow; ffcv 1.0.2 in its own venv with
+# the CPU build of torch, because the main venv pins numpy 1.23.5 for mxnet (ffcv compiles against
+# OpenCV's and libturbojpeg's headers, found by pkg-config). build/ is git-ignored.
+PEER_DEBS := libvips42 libturbojpeg0 libturbojpeg0-dev libopencv-dev pkg-config libjpeg-dev zlib1g-dev
+.PHONY: bench-peers
+bench-peers: install build/venv-simd/.done build/venv-ffcv/.done
+	@dpkg -s $(PEER_DEBS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PEER_DEBS); }
+	$(PIP) install -q --no-build-isolation -e ".[test,bench]"
+
+build/venv-simd/.done:
+	@dpkg -s libjpeg-dev zlib1g-dev >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg-dev zlib1g-dev; }
+	$(PYTHON) -m venv build/venv-simd
+	CC="cc $$(grep -qw avx2 /proc/cpuinfo && echo -mavx2)" build/venv-simd/bin/pip install -q --no-cache-dir \
+	  "pillow-simd==12.1.1.post0" numpy
+	touch $@
+
+build/venv-ffcv/.done:
+	@dpkg -s $(PEER_DEBS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PEER_DEBS); }
+	$(PYTHON) -m venv build/venv-ffcv
+	build/venv-ffcv/bin/pip install -q torch==2.13.0 numpy pillow setuptools wheel
+	build/venv-ffcv/bin/pip install -q --no-build-isolation ffcv==1.0.2
+	touch $@
 
 clean:
 	rm -rf build $(DEMO) $(WHEEL_DIR) fastrec/_native/*.so fastrec/_native/*.c fastrec/_native/.built

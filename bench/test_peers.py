@@ -14,7 +14,11 @@ does) -> JPEG quality 90, 4:2:0 out.  One thread each, plus fastrec at 2 threads
                      + TurboJPEG encode q90 4:2:0 (needs the system libturbojpeg)
 * ``simplejpeg``     decode_jpeg(min_width, min_height = the target; it may pick 3/8, 5/8, ...)
                      + cv2.resize INTER_AREA + encode_jpeg q90 4:2:0, accurate DCT
-* ``pillow-bilinear`` / ``pillow-lanczos``  Image.draft(target) + resize + save q90 (4:2:0)
+* ``pillow-bilinear`` / ``pillow-lanczos``  Image.draft(target) + resize from the box draft()
+                     returns + save q90 (4:2:0)
+
+bench/peers.py runs these rows and more (Pillow-SIMD, libvips, ffcv, whole tools) in interleaved
+rounds, which `make bench` uses; this file keeps the pytest-benchmark form.
 
 Before timing, each pipeline's outputs are checked for im2rec's geometry and scored: mean PSNR
 against a full-resolution Pillow decode + Lanczos resize to the same size (as `fastrec bench`),
@@ -188,8 +192,10 @@ def make_pillow(tree: Tree, resample):
         out = []
         for d, size in zip(tree.datas, tree.targets):
             with Image.open(io.BytesIO(d)) as im:
-                im.draft("RGB", size)
-                im = im.convert("RGB").resize(size, resample)
+                # draft() rounds the scaled decode up; its box is the picture in that decode's
+                # coordinates, so resizing from it does not stretch the image (as Image.thumbnail)
+                _mode, box = im.draft("RGB", size)
+                im = im.convert("RGB").resize(size, resample, box=box)
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=QUALITY)  # Pillow's default subsampling is 4:2:0
             out.append(buf.getvalue())

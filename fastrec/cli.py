@@ -513,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-thread", type=whole(1, 1024), default=1,
                    help="threads, each with its own worker; speed is per thread")
     hidden_alias(p, "--threads", "num_thread", type=whole(1, 1024))
-    p.add_argument("--passes", type=whole(1, 1000), default=2, help="timed passes after a warm-up; the best counts")
+    p.add_argument("--passes", type=whole(1, 1000), default=5,
+                   help="timed rounds after a warm-up (every setting once a round); speed = median, with min-max")
     p.add_argument("--metric-sample", type=whole(1, 1 << 30), default=50,
                    help="images of the sample that PSNR/SSIM use")
     p.add_argument("--reference", default="lanczos", help="filter of the full-resolution reference resize "

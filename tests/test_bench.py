@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastrec.reports import bench
+from fastrec.reports import bench, margins
 from fastrec.reports.bench import BenchError, BenchOptions, Row, Setting
 from fastrec.cli import main
 from fastrec.reports.metrics import PSNR_CAP, psnr, ssim, ssim_window
@@ -269,3 +269,91 @@ def test_metric_edge_cases():
     with pytest.raises(ValueError):
         ssim(a, a, win=4)
     assert not math.isnan(psnr(a, 255 - a))
+
+
+# ---------------------------------------------------------------- advice beyond noise
+def _stub(q=90, sub=420, filt="auto", rates=(100.0,) * 5, sizes=(), psnrs=(), ssims=()):
+    """A row with per-round rates and per-image values, as sweep() fills them."""
+    r = Row(q, sub, "accurate", filt, True, float(np.median(rates)), float(np.mean(sizes)), 0.0,
+            float(np.mean(psnrs)), float(np.mean(ssims)), len(sizes), len(psnrs), len(ssims))
+    r.rates, r.image_bytes, r.image_psnr, r.image_ssim = list(rates), list(sizes), list(psnrs), list(ssims)
+    return r
+
+
+def _judged(*rows):
+    rows = list(rows)
+    bench.mark(rows)
+    bench.judge(rows, margins.Bootstrap(len(rows[0].image_bytes), seed=0))
+    return rows
+
+
+def test_same_setting_twice_is_not_recommended(tmp_path, capsys, monkeypatch):
+    """The seed's setting swept twice: identical outputs, timings that differ only by noise."""
+    root = tmp_path / "img"
+    make_tree(root, classes=1, per_class=(8, 8), sizes="imagenet", seed=5)
+    out = tmp_path / "res"
+    monkeypatch.setattr(BenchOptions, "settings", lambda self: [bench.SEED_DEFAULT, bench.SEED_DEFAULT])
+    assert main(["bench", str(root), "--passes", "5", "--sample", "8", "--metric-sample", "8",
+                 "--out", str(out), "--progress", "off"]) == 0
+    text = capsys.readouterr().out
+    doc = json.load(open(out / "bench.json"))
+    base, twin = doc["rows"]
+    assert base["baseline"] and not twin["baseline"]
+    assert twin["image_bytes"] == base["image_bytes"] and twin["image_psnr"] == base["image_psnr"]
+    assert twin["size_change_pct"] == 0 and twin["psnr_diff_db"] == 0
+    assert twin["size_verdict"] == twin["psnr_verdict"] == twin["ssim_verdict"] == "within noise"
+    assert len(twin["rates"]) == 5 and twin["speed_ratio_lo"] <= twin["speed_ratio"] <= twin["speed_ratio_hi"]
+    assert not twin["recommended"] and not base["recommended"]
+    assert "no setting beats q90 4:2:0 beyond noise on these 8 images; sample more with --sample" in text
+    assert "to pack with it" not in text
+    with open(out / "bench.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[1]["size_verdict"] == "within noise" and rows[1]["recommended"] == "False"
+    assert float(rows[1]["speed_ratio_lo"]) <= float(rows[1]["speed_ratio_hi"])
+
+
+def test_a_tiny_quality_gain_inside_the_interval_is_noise():
+    """The issue's case: 41.76 vs 41.74 dB is no gain when the per-image differences scatter."""
+    rng = np.random.default_rng(1)
+    sizes = rng.uniform(60e3, 90e3, 20)
+    psnrs = rng.uniform(38, 44, 20)
+    base = _stub(sizes=sizes, psnrs=psnrs, ssims=np.full(20, 0.95))
+    other = _stub(q=91, sizes=sizes * rng.uniform(0.97, 1.03, 20), psnrs=psnrs + 0.02 + rng.normal(0, 0.3, 20),
+                  ssims=np.full(20, 0.95))
+    base, other = _judged(base, other)
+    assert other.margins.psnr_diff.lo < 0 < other.margins.psnr_diff.hi
+    assert not other.recommended and bench.recommendation_lines(bench.BenchResult(
+        ".", BenchOptions(), 20, ["x"] * 20, rows=[base, other]))[0].startswith("no setting beats q90 4:2:0")
+
+
+def test_clearly_smaller_without_loss_is_recommended_but_not_when_slower():
+    rng = np.random.default_rng(2)
+    sizes, psnrs, ssims = rng.uniform(60e3, 90e3, 20), rng.uniform(38, 44, 20), rng.uniform(0.9, 0.97, 20)
+    base = _stub(sizes=sizes, psnrs=psnrs, ssims=ssims, rates=(100, 98, 103, 101, 99))
+    smaller = _stub(sub=444, filt="lanczos", sizes=sizes * rng.uniform(0.85, 0.91, 20),
+                    psnrs=psnrs + rng.normal(0, 0.05, 20), ssims=ssims, rates=(101, 97, 102, 103, 98))
+    slower = _stub(q=80, sub=444, sizes=sizes * 0.9, psnrs=psnrs + 0.02, ssims=ssims,
+                   rates=(84, 83, 85, 86, 82))  # the issue's q80 4:4:4: 10 % smaller, 16 % slower
+    base, smaller, slower = _judged(base, smaller, slower)
+    assert base.baseline and not base.recommended
+    assert smaller.margins.verdicts == {"speed": "within noise", "size": "better", "psnr": "within noise",
+                                        "ssim": "within noise"}
+    assert smaller.recommended
+    assert slower.margins.verdicts["size"] == "better" and slower.margins.verdicts["speed"] == "worse"
+    assert not slower.recommended
+    lines = bench.recommendation_lines(bench.BenchResult(".", BenchOptions(), 20, ["x"] * 20,
+                                                         rows=[base, smaller, slower]))
+    assert lines[0].startswith("q90 4:4:4 accurate lanczos beats q90 4:2:0 accurate auto beyond noise on size")
+    assert lines[1] == "  to pack with it: " + smaller.setting.pack_command(480)
+    assert not any("q80" in line for line in lines)
+
+
+def test_too_few_rounds_or_images_are_not_judged():
+    base = _stub(sizes=[1000.0] * 3, psnrs=[40.0] * 3, ssims=[0.9] * 3, rates=(100.0, 100.0))
+    other = _stub(q=80, sizes=[500.0] * 3, psnrs=[41.0] * 3, ssims=[0.95] * 3, rates=(200.0, 200.0))
+    base, other = _judged(base, other)
+    assert set(other.margins.verdicts.values()) == {margins.UNJUDGED} and not other.recommended
+    lines = bench.recommendation_lines(bench.BenchResult(".", BenchOptions(passes=2), 3, ["x"] * 3,
+                                                         rows=[base, other]))
+    assert any("speed not judged" in line for line in lines)
+    assert any("size or quality not judged" in line for line in lines)

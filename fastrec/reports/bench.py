@@ -5,14 +5,18 @@ for every combination of quality, chroma subsampling, DCT, resize filter and ups
 per setting:
 
 * images/s per core: the sample's bytes are preloaded (no disk I/O), `threads` threads each run
-  their own `Worker` over an interleaved share of the sample; one warm-up pass, then the best of
-  `passes` timed passes; the rate is divided by `threads`;
+  their own `Worker` over an interleaved share of the sample; one warm-up pass per setting, then
+  `passes` timed rounds, each running every setting once in a rotated order (so a burst of load
+  from other jobs hits all settings alike); the median round and the min–max, divided by `threads`;
 * KiB per image: mean bytes the .rec file grows by per image (framing and IRHeader included), and
   the projected .rec size of the whole tree (that mean times the number of images under ROOT);
 * PSNR (dB) and SSIM of the decoded output against a reference: a full-resolution Pillow decode
   (EXIF orientation applied, RGB) resized with a high-quality filter (Lanczos by default, no DCT
   reduction) to exactly the output size; metrics run on the first `metric_sample` images of the
-  sample (fastrec.reports.metrics, equal to scikit-image's).
+  sample (fastrec.reports.metrics, equal to scikit-image's);
+* margins against the seed's q90 4:2:0 (fastrec.reports.margins): the per-round speed ratio and
+  bootstrap intervals of the per-image size, PSNR and SSIM differences; a setting is recommended
+  only when it is better beyond its interval on one axis and worse beyond it on none.
 
 `run()` prints a rich table (Pareto front of size vs PSNR and the seed default marked) and writes
 bench.csv, bench.json and bench.png (size vs PSNR, colour = speed) into `out`; `sweep()` only
@@ -40,6 +44,7 @@ import numpy as np
 from fastrec._version import __version__
 from fastrec.formats.lists import DEFAULT_EXTS
 from fastrec.errors import FastrecError
+from fastrec.reports.margins import BETTER, UNJUDGED, WORSE, Bootstrap, Margins, compare
 from fastrec.progress import make_progress, shown
 
 log = logging.getLogger(__name__)
@@ -125,7 +130,7 @@ class BenchOptions:
     resize: int = 480            # shorter edge in pixels, as im2rec --resize (0: keep the size)
     upscale: tuple[bool, ...] = (True, False)
     threads: int = 1             # threads, each with its own Worker; rates are per thread
-    passes: int = 2              # timed passes after the warm-up; the best one counts
+    passes: int = 5              # timed rounds after the warm-up (every setting once per round)
     metric_sample: int = 50      # images (of the sample) that PSNR and SSIM are computed on
     reference: str = "lanczos"   # filter of the reference resize
     out: str | None = "fastrec-bench"  # folder for bench.csv/.json/.png; None: write nothing
@@ -195,7 +200,7 @@ class Row:
     dct: str
     filter: str
     upscale: bool
-    images_per_s_per_core: float
+    images_per_s_per_core: float  # median over the timed rounds
     bytes_per_image: float       # mean .rec bytes per image (record framing and IRHeader included)
     projected_bytes: float       # bytes_per_image x images under ROOT
     psnr_db: float               # mean over the metric images (identical images count as 100 dB)
@@ -207,6 +212,21 @@ class Row:
     pareto: bool = False         # no other setting is smaller and at least as faithful
     seed_default: bool = False
     im2rec_default: bool = False
+    rates: list[float] = field(default_factory=list)        # images/s per core of each timed round
+    image_bytes: list[float] = field(default_factory=list)  # per sampled image (NaN: failed)
+    image_psnr: list[float] = field(default_factory=list)   # per metric image (NaN: failed)
+    image_ssim: list[float] = field(default_factory=list)   # per metric image (NaN: failed or too small)
+    baseline: bool = False       # the row the margins are measured against
+    margins: Margins | None = None  # against the baseline of the same upscale mode
+    recommended: bool = False    # better than the baseline beyond the margins on one axis, worse on none
+
+    @property
+    def rate_lo(self) -> float:
+        return min(self.rates) if self.rates else math.nan
+
+    @property
+    def rate_hi(self) -> float:
+        return max(self.rates) if self.rates else math.nan
 
     @property
     def setting(self) -> Setting:
@@ -353,10 +373,43 @@ def _decode(jpeg: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _measure(s: Setting, items: list[_Item], datas, rels, metric: set, refs: dict, o: BenchOptions,
+             total: int) -> Row:
+    """A setting's row from its warm-up pass: per-image bytes, PSNR and SSIM (speed comes later)."""
+    from fastrec.reports.metrics import psnr, ssim, ssim_window
+    ok = [it for it in items if it.ok]
+    nbytes = [math.nan] * len(datas)
+    ps = [math.nan] * len(metric)
+    ss = [math.nan] * len(metric)
+    for it in ok:
+        nbytes[it.index] = it.nbytes
+        if it.jpeg is None:
+            continue
+        key = (it.index, it.out_size)
+        if key not in refs:
+            refs[key] = reference_image(datas[it.index], it.out_size, o.reference)
+        ref, out = refs[key], _decode(it.jpeg)
+        if ref.shape != out.shape:
+            raise BenchError(f"{rels[it.index]}: output {out.shape} and reference {ref.shape} differ")
+        ps[it.index] = psnr(ref, out)
+        win = ssim_window(ref.shape)
+        if win:
+            ss[it.index] = ssim(ref, out, win)
+    mean_bytes = float(np.mean([it.nbytes for it in ok])) if ok else math.nan
+    scored_p = [v for v in ps if not math.isnan(v)]
+    scored_s = [v for v in ss if not math.isnan(v)]
+    return Row(s.quality, s.subsampling, s.dct, s.filter, s.upscale,
+               images_per_s_per_core=math.nan,
+               bytes_per_image=mean_bytes, projected_bytes=mean_bytes * total,
+               psnr_db=float(np.mean(scored_p)) if scored_p else math.nan,
+               ssim=float(np.mean(scored_s)) if scored_s else math.nan,
+               images=len(ok), metric_images=len(scored_p), ssim_images=len(scored_s),
+               failed=len(items) - len(ok), image_bytes=nbytes, image_psnr=ps, image_ssim=ss)
+
+
 def sweep(root: str, options: BenchOptions | None = None, **kw) -> BenchResult:
     """Measure every setting of `options` (or BenchOptions.make(**kw)) on a sample of `root`."""
     from fastrec._native.core import Worker
-    from fastrec.reports.metrics import psnr, ssim, ssim_window
 
     o = options if options is not None else BenchOptions.make(**kw)
     t_start = time.perf_counter()
@@ -395,43 +448,34 @@ def sweep(root: str, options: BenchOptions | None = None, **kw) -> BenchResult:
         shares = _shares(n, o.threads)
         refs: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
 
-        bar.task("settings", len(settings))
+        bar.task("settings (warm-up and metrics)", len(settings))
         pool = ThreadPoolExecutor(o.threads, thread_name_prefix="fastrec-bench") if o.threads > 1 else None
         try:
+            setting_workers = []
             for s in settings:
                 bar.advance(0, description=s.label)
                 workers = [Worker(**s.worker_kwargs(o.resize)) for _ in range(o.threads)]
+                setting_workers.append(workers)
                 _, items = _pass(pool, workers, datas, shares, metric)  # warm-up, keeps outputs
-                best = min(_pass(pool, workers, datas, shares, None)[0] for _ in range(o.passes))
-                ok = [it for it in items if it.ok]
-                ps, ss = [], []
-                for it in ok:
-                    if it.jpeg is None:
-                        continue
-                    key = (it.index, it.out_size)
-                    if key not in refs:
-                        refs[key] = reference_image(datas[it.index], it.out_size, o.reference)
-                    ref, out = refs[key], _decode(it.jpeg)
-                    if ref.shape != out.shape:
-                        raise BenchError(f"{rels[it.index]}: output {out.shape} and reference {ref.shape} differ")
-                    ps.append(psnr(ref, out))
-                    win = ssim_window(ref.shape)
-                    if win:
-                        ss.append(ssim(ref, out, win))
-                mean_bytes = float(np.mean([it.nbytes for it in ok])) if ok else math.nan
-                result.rows.append(Row(
-                    s.quality, s.subsampling, s.dct, s.filter, s.upscale,
-                    images_per_s_per_core=n / best / o.threads,
-                    bytes_per_image=mean_bytes, projected_bytes=mean_bytes * len(paths),
-                    psnr_db=float(np.mean(ps)) if ps else math.nan,
-                    ssim=float(np.mean(ss)) if ss else math.nan,
-                    images=len(ok), metric_images=len(ps), ssim_images=len(ss),
-                    failed=len(items) - len(ok)))
+                result.rows.append(_measure(s, items, datas, rels, metric, refs, o, len(paths)))
                 bar.advance(1)
+            # Timed rounds: every setting once per round, the order rotated (and reversed on odd
+            # rounds), so the machine's slow moments are shared out and the ratios are paired.
+            bar.task("timed rounds", o.passes * len(settings))
+            order = list(range(len(settings)))
+            for r in range(o.passes):
+                turn = order[r % len(order):] + order[:r % len(order)]
+                for k in (turn[::-1] if r % 2 else turn):
+                    seconds = _pass(pool, setting_workers[k], datas, shares, None)[0]
+                    result.rows[k].rates.append(n / seconds / o.threads)
+                    bar.advance(1)
+            for row in result.rows:
+                row.images_per_s_per_core = float(np.median(row.rates))
         finally:
             if pool is not None:
                 pool.shutdown()
     mark(result.rows)
+    judge(result.rows, Bootstrap(n, o.seed))
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -455,20 +499,71 @@ def mark(rows: list[Row]) -> None:
             setattr(r, flag, True)
 
 
+def baseline_of(rows: list[Row], upscale: bool) -> Row | None:
+    """The row the margins of an upscale mode are measured against: the seed default's setting in
+    that mode, else the first row marked seed default (same quality, subsampling and DCT)."""
+    mode = [r for r in rows if r.upscale == upscale]
+    exact = [r for r in mode if r.setting == replace(SEED_DEFAULT, upscale=upscale)]
+    return (exact or [r for r in mode if r.seed_default] or [None])[0]
+
+
+def judge(rows: list[Row], boot: Bootstrap) -> None:
+    """Set each row's margins against its upscale mode's baseline (rows of the two modes are
+    scored against different references) and whether it beats that baseline beyond them."""
+    for up in {r.upscale for r in rows}:
+        base = baseline_of(rows, up)
+        if base is None:
+            continue
+        base.baseline = True
+        for r in rows:
+            if r.upscale != up:
+                continue
+            r.margins = compare(boot, r.rates, base.rates, r.image_bytes, base.image_bytes,
+                                r.image_psnr, base.image_psnr, r.image_ssim, base.image_ssim)
+            r.recommended = r is not base and r.margins.beats_baseline
+
+
 # ---------------------------------------------------------------- reporting
+MARGIN_FIELDS = (("speed_ratio", "speed_ratio"), ("size_change", "size_change_pct"),
+                 ("psnr_diff", "psnr_diff_db"), ("ssim_diff", "ssim_diff"))
+
+
+def margin_dict(m: Margins | None) -> dict:
+    """Flat margin columns: each estimate with its interval (_lo, _hi; NaN: not judged) and the
+    verdict per axis (better, worse, within noise, not judged); size in % of the baseline."""
+    d = {}
+    for attr, name in MARGIN_FIELDS:
+        iv = getattr(m, attr) if m is not None else None
+        scale = 100.0 if name.endswith("_pct") else 1.0
+        for suffix, key in (("", "value"), ("_lo", "lo"), ("_hi", "hi")):
+            d[name + suffix] = getattr(iv, key) * scale if iv is not None else math.nan
+    for axis, verdict in (m.verdicts.items() if m is not None else ()):
+        d[f"{axis}_verdict"] = verdict
+    return d
+
+
 def row_dict(r: Row) -> dict:
     d = asdict(r)
+    d.pop("margins")
     d["subsampling"] = SUBSAMPLING_LABEL[r.subsampling]
     d["upscale"] = "yes" if r.upscale else "no"
     d["kib_per_image"] = r.kib_per_image
     d["projected_gb"] = r.projected_gb
+    d["images_per_s_per_core_min"] = r.rate_lo
+    d["images_per_s_per_core_max"] = r.rate_hi
+    d.update(margin_dict(r.margins))
     return d
 
 
 CSV_FIELDS = ("quality", "subsampling", "dct", "filter", "upscale", "images_per_s_per_core",
+              "images_per_s_per_core_min", "images_per_s_per_core_max",
               "kib_per_image", "bytes_per_image", "projected_gb", "psnr_db", "ssim", "pareto",
-              "seed_default", "im2rec_default", "images", "metric_images", "ssim_images", "failed",
-              "projected_bytes")
+              "seed_default", "im2rec_default", "baseline", "recommended",
+              "speed_ratio", "speed_ratio_lo", "speed_ratio_hi", "speed_verdict",
+              "size_change_pct", "size_change_pct_lo", "size_change_pct_hi", "size_verdict",
+              "psnr_diff_db", "psnr_diff_db_lo", "psnr_diff_db_hi", "psnr_verdict",
+              "ssim_diff", "ssim_diff_lo", "ssim_diff_hi", "ssim_verdict",
+              "images", "metric_images", "ssim_images", "failed", "projected_bytes")
 
 
 def write_csv(result: BenchResult, path: str) -> None:
@@ -486,8 +581,15 @@ def write_json(result: BenchResult, path: str) -> None:
         "total_images": result.total_images, "sampled": len(result.sampled),
         "metric_images": result.metric_images, "excluded": [list(e) for e in result.excluded],
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(o).items()},
-        "timing": f"{o.threads} thread(s), best of {o.passes} timed passes after a warm-up, "
-                  "images preloaded; images_per_s_per_core = images / seconds / threads",
+        "timing": f"{o.threads} thread(s), {o.passes} timed rounds after a warm-up, every setting once per "
+                  "round in a rotated order, images preloaded; images_per_s_per_core = images / seconds / "
+                  "threads, the median round (rates: every round; _min/_max: their range)",
+        "margins": "against the baseline row of the same upscale mode (the seed's q90 4:2:0): speed_ratio = "
+                   "median of the per-round ratios, _lo/_hi their min-max (needs 3 rounds); size_change_pct, "
+                   "psnr_diff_db, ssim_diff = mean per-image difference, _lo/_hi its 95% bootstrap interval "
+                   "over images (needs 5 images); a verdict is better/worse only outside that interval; "
+                   "recommended = better on one axis and worse on none",
+        "recommendation": recommendation_lines(result),
         "reference": f"full-resolution Pillow decode + {o.reference} resize to the output size",
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "processor": platform.processor(), "cpu_count": os.cpu_count()},
@@ -579,30 +681,91 @@ def write_plot(result: BenchResult, path: str) -> None:
     plot_figure(result).savefig(path, format="png")
 
 
+def _signed(v: float, digits: int) -> str:
+    return "—" if math.isnan(v) else f"{v:+.{digits}f}".replace("-", "−")
+
+
+def _margin(iv, digits: int, scale: float = 1.0, signed: bool = True) -> str:
+    """'+0.02 [−0.03, +0.07]'; the interval is left out when it could not be judged."""
+    if iv is None or math.isnan(iv.value):
+        return ""
+    fmt = (lambda v: _signed(v * scale, digits)) if signed else (lambda v: f"{v * scale:.{digits}f}")
+    return fmt(iv.value) + (f" [{fmt(iv.lo)}, {fmt(iv.hi)}]" if iv.judged else "")
+
+
 def _table(result: BenchResult):
     from rich.table import Table
     o = result.options
     t = Table(title=f"fastrec bench: {len(result.sampled)} of {result.total_images} images, short edge "
-                    f"{o.resize or 'kept'}", title_justify="left")
-    for name, just in (("quality", "right"), ("subsampling", "left"), ("dct", "left"), ("filter", "left"),
-                       ("upscale", "left"), ("img/s/core", "right"), ("KiB/img", "right"),
-                       ("proj. GB", "right"), ("PSNR dB", "right"), ("SSIM", "right"), ("", "left")):
+                    f"{o.resize or 'kept'}; margins vs the baseline (q90 4:2:0), [interval]",
+              title_justify="left")
+    for name, just in (("quality", "right"), ("sub", "left"), ("dct", "left"), ("filter", "left"),
+                       ("upscale", "left"), ("img/s/core (min–max)", "right"), ("speed ÷ base", "right"),
+                       ("KiB/img", "right"), ("Δ size %", "right"), ("proj. GB", "right"),
+                       ("PSNR dB", "right"), ("Δ dB", "right"), ("SSIM", "right"), ("", "left")):
         t.add_column(name, justify=just)
     for r in result.rows:
         notes = []
+        if r.baseline:
+            notes.append("baseline")
+        if r.recommended:
+            notes.append("✔ beats baseline")
         if r.pareto:
             notes.append("★ pareto")
-        if r.seed_default:
+        if r.seed_default and not r.baseline:
             notes.append("seed default")
         if r.im2rec_default:
             notes.append("im2rec q95")
+        if r.margins is not None and not r.baseline:
+            v = r.margins.verdicts
+            notes += [f"{axis} {v[axis]}" for axis in ("speed", "ssim") if v[axis] in (BETTER, WORSE)]
         if r.failed:
             notes.append(f"{r.failed} failed")
-        style = "bold" if r.pareto else None
+        m = None if r.baseline else r.margins
         t.add_row(str(r.quality), SUBSAMPLING_LABEL[r.subsampling], r.dct, r.filter,
-                  "yes" if r.upscale else "no", f"{r.images_per_s_per_core:.0f}", f"{r.kib_per_image:.1f}",
-                  f"{r.projected_gb:.3g}", f"{r.psnr_db:.2f}", f"{r.ssim:.4f}", ", ".join(notes), style=style)
+                  "yes" if r.upscale else "no",
+                  f"{r.images_per_s_per_core:.0f} ({r.rate_lo:.0f}–{r.rate_hi:.0f})",
+                  _margin(m and m.speed_ratio, 2, signed=False), f"{r.kib_per_image:.1f}",
+                  _margin(m and m.size_change, 1, 100.0), f"{r.projected_gb:.3g}", f"{r.psnr_db:.2f}",
+                  _margin(m and m.psnr_diff, 2), f"{r.ssim:.4f}", ", ".join(notes),
+                  style="bold" if r.recommended or r.baseline else None)
     return t
+
+
+def recommendation_lines(result: BenchResult) -> list[str]:
+    """Which settings beat the baseline beyond the noise of this sample, or that none does."""
+    o, rows = result.options, result.rows
+    bases = [r for r in rows if r.baseline]
+    if not bases:
+        return [f"no recommendation: the baseline {SEED_DEFAULT.label} (or q90 4:2:0 accurate with another "
+                "filter) is not in the sweep; add --quality 90 --subsampling 420 --dct accurate"]
+    n = len(result.sampled)
+    lines = []
+    winners = sorted((r for r in rows if r.recommended),
+                     key=lambda r: (r.margins.size_change.value, -r.margins.speed_ratio.value))
+    for r in winners[:3]:
+        m = r.margins
+        better = [axis for axis, v in m.verdicts.items() if v == BETTER]
+        lines.append(f"{r.setting.label} beats {_baseline_label(bases, r)} beyond noise on {', '.join(better)}: "
+                     f"speed ×{_margin(m.speed_ratio, 2, signed=False)}, size {_margin(m.size_change, 1, 100.0)} %, "
+                     f"PSNR {_margin(m.psnr_diff, 2)} dB, SSIM {_margin(m.ssim_diff, 4)}")
+        lines.append(f"  to pack with it: {r.setting.pack_command(o.resize)}")
+    if not winners:
+        base = next((b for b in bases if b.upscale), bases[0])
+        short = f"q{base.quality} {SUBSAMPLING_LABEL[base.subsampling]}"
+        lines.append(f"no setting beats {short} beyond noise on these {n} images; sample more with --sample")
+    unjudged = [axis for r in rows if r.margins is not None and not r.baseline
+                for axis, v in r.margins.verdicts.items() if v == UNJUDGED]
+    if "speed" in unjudged:
+        lines.append(f"speed not judged: {o.passes} timed round(s); --passes 3 or more gives each ratio an interval")
+    if {"size", "psnr", "ssim"} & set(unjudged):
+        lines.append("size or quality not judged: fewer than 5 images scored; raise --sample / --metric-sample")
+    return lines
+
+
+def _baseline_label(bases: list[Row], r: Row) -> str:
+    base = next(b for b in bases if b.upscale == r.upscale)
+    return base.setting.label
 
 
 def summary_lines(result: BenchResult) -> list[str]:
@@ -611,10 +774,15 @@ def summary_lines(result: BenchResult) -> list[str]:
     m = result.metric_images
     lines = [
         f"sample: {len(result.sampled)} images (seed {o.seed}) of {result.total_images} under {result.root}; "
-        f"speed: {o.threads} thread(s), best of {o.passes} passes after a warm-up, files preloaded",
+        f"speed: {o.threads} thread(s), median (min–max) of {o.passes} rounds after a warm-up, every setting "
+        "once a round, files preloaded",
         f"PSNR/SSIM on {m} of {len(result.sampled)} images"
         f"{' (subsample; --metric-sample to change)' if m < len(result.sampled) else ''}, against a full-resolution "
         f"decode + Pillow {o.reference} resize to the output size; KiB/img counts .rec bytes (framing included)",
+        "margins vs the baseline of the same upscale mode: speed ÷ base per round, median [min, max] (within "
+        "1 ± 5 % counts as noise); Δ size "
+        "and Δ dB per image, mean [95% bootstrap interval over the images]; a setting beats the baseline only "
+        "when better outside its interval on one axis (speed, size, PSNR, SSIM) and worse outside it on none",
         f"★ pareto: no other setting of the same upscale mode (the same reference) is both smaller and more "
         f"faithful (PSNR); seed default: {SEED_DEFAULT.label} with upscaling; im2rec q95: im2rec.py's --quality "
         "default",
@@ -625,27 +793,7 @@ def summary_lines(result: BenchResult) -> list[str]:
     if result.excluded:
         ex = result.excluded
         lines.append(f"left out {len(ex)} sampled file(s) the native core does not pack (e.g. {ex[0][0]}: {ex[0][1]})")
-    seed = next((r for r in rows if r.setting == SEED_DEFAULT), None)
-    # the front of the upscaling rows (the seed default's reference), else the only one swept
-    group = [r for r in rows if r.upscale] or rows
-    front = sorted((r for r in group if r.pareto), key=lambda r: r.bytes_per_image)
-    if seed and front:
-        # The smallest Pareto setting that is at least as faithful as the seed default.
-        alt = next((r for r in front if r.psnr_db >= seed.psnr_db - 1e-9), None)
-        if alt is not None and alt.setting != seed.setting:
-            lines.append(f"at the seed default's fidelity ({seed.psnr_db:.2f} dB), {alt.setting.label} is "
-                         f"{100 * (1 - alt.bytes_per_image / seed.bytes_per_image):.0f}% smaller "
-                         f"({alt.kib_per_image:.1f} vs {seed.kib_per_image:.1f} KiB/img) at "
-                         f"{alt.images_per_s_per_core:.0f} vs {seed.images_per_s_per_core:.0f} img/s/core")
-            lines.append(f"  to pack with it: {alt.setting.pack_command(o.resize)}")
-        elif alt is not None:
-            lines.append("the seed default is on the Pareto front: nothing smaller is as faithful")
-    if front:
-        fastest = max(front, key=lambda r: r.images_per_s_per_core)
-        lines.append(f"fastest Pareto setting: {fastest.setting.label} ({fastest.images_per_s_per_core:.0f} img/s/core, "
-                     f"{fastest.kib_per_image:.1f} KiB/img, {fastest.psnr_db:.2f} dB)")
-        lines.append(f"  to pack with it: {fastest.setting.pack_command(o.resize)}")
-    return lines
+    return lines + recommendation_lines(result)
 
 
 def write_outputs(result: BenchResult, out: str) -> list[str]:
