@@ -324,31 +324,34 @@ def run_tree(tree: Tree, peers: list[Peer], rounds: int, tmp: Path) -> list[RowR
 
 
 # ---------------------------------------------------------------- reporting
-def ratios(row: RowResult, rows: dict[str, RowResult]) -> list[float]:
-    """Per-round rate ratios row ÷ its fastrec row (same round)."""
+def ratios(row: RowResult, rows: dict[str, RowResult], kind: str = "walls") -> list[float]:
+    """Per-round ratios row ÷ its fastrec row (same round): of images/s ("walls") or of images per
+    CPU-second ("cpus"; steadier when other jobs take the cores away)."""
     base = rows.get(row.versus)
-    if base is None or not base.walls or not row.walls:
+    if base is None or not getattr(base, kind) or not getattr(row, kind):
         return []
-    return [b / a for a, b in zip(row.walls, base.walls)]
+    return [b / a for a, b in zip(getattr(row, kind), getattr(base, kind))]
 
 
 def table(results: list[RowResult]) -> str:
     head = ["tree", "row", "threads", "images/s (median)", "÷ fastrec: median (min–max of rounds)",
-            "CPU ms/img", "JPEG KiB/img", "PSNR dB vs reference", "chroma"]
+            "CPU ms/img", "÷ fastrec per CPU-second", "JPEG KiB/img", "PSNR dB vs reference", "chroma"]
     out = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 3) + "---|"]
     for tree in dict.fromkeys(r.tree for r in results):
         rows = {r.peer: r for r in results if r.tree == tree}
         for r in rows.values():
             if r.skipped or not r.walls:
-                out.append(f"| {tree} ({r.images}) | {r.what} | {r.threads} | — | {r.skipped or 'not run'} | | | | |")
+                out.append(f"| {tree} ({r.images}) | {r.what} | {r.threads} | — | {r.skipped or 'not run'} | | | | | |")
                 continue
             rate = r.images / float(np.median(r.walls))
             rs = ratios(r, rows)
             bold = r.peer in ("fastrec", "fastrec-pack")
             ratio = "—" if bold else (f"**{np.median(rs):.2f}×** ({min(rs):.2f}–{max(rs):.2f})" if rs else "")
+            cs = ratios(r, rows, "cpus")
+            cpu_ratio = "—" if bold else (f"{np.median(cs):.2f}× ({min(cs):.2f}–{max(cs):.2f})" if cs else "")
             what = f"**{r.what}**" if bold else r.what
             out.append(f"| {tree} ({r.images}) | {what} | {r.threads} | {rate:.1f} | {ratio} | "
-                       f"{1000 * float(np.median(r.cpus)) / r.images:.2f} | {r.scores['kib_per_image']:.1f} | "
+                       f"{1000 * float(np.median(r.cpus)) / r.images:.2f} | {cpu_ratio} | {r.scores['kib_per_image']:.1f} | "
                        f"{r.scores['psnr_db']:.2f} | {r.scores['subsampling']} |")
     return "\n".join(out)
 
@@ -362,7 +365,13 @@ def main(argv=None) -> int:
     p.add_argument("--camera-count", type=int, default=0, help="photos in the camera tree (default 16)")
     p.add_argument("--label", default="", help="suffix of the results files")
     p.add_argument("--no-save", action="store_true", help="print only; write nothing under bench/results")
+    p.add_argument("--report", metavar="JSON", help="print the table of a saved run again (no new run)")
     a = p.parse_args(argv)
+    if a.report:
+        with open(a.report) as f:
+            doc = json.load(f)
+        print(table([RowResult(**r) for r in doc["rows"]]))
+        return 0
     wanted = [x for x in a.peers.split(",") if x]
     peers = [x for x in PEERS if not wanted or x.name in wanted or x.name in ("fastrec", "fastrec-pack")]
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

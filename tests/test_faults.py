@@ -177,3 +177,14 @@ def test_a_fault_at_any_call_is_one_line_and_the_rerun_is_whole(command, name, s
     total = sum(counts.get(cls, 0) for cls in ERRNOS[name].split(","))
     for n in _draws(total, f"{command}-{name}"):
         check_fault(template, tmp_path / f"n{n}", command, name, n, shim, ref)
+
+
+# What the injector found, kept: prepare passed pack's "--resume" hint on (prepare has no such flag);
+# extract took an EIO reading an archive for a corrupt class tar (exit 1, no error line, going on).
+FOUND = [("prepare", "EMFILE", 43), ("prepare", "ENOSPC", 55), ("extract", "EIO", 16)]
+
+
+@pytest.mark.parametrize("command,name,n", FOUND)
+def test_found_faults(command, name, n, shim, reference, template, tmp_path):
+    ref, _ = reference(command, shim)
+    check_fault(template, tmp_path / "case", command, name, n, shim, ref)

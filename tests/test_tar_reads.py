@@ -174,6 +174,8 @@ def test_sparse_members_are_refused_by_name_on_both_paths(tmp_path, fmt, order):
     s = extract([str(archive)], str(tmp_path / "x"), ExtractOptions(jobs=1, fsync=False))
     assert [p.where.endswith(":c0/s.jpg") and "sparse" in p.reason for p in s.refused] == [True]
     assert sorted(p.name for p in (tmp_path / "x" / "c0").iterdir()) == ["a.jpg", "z.jpg"]
+    if (fmt, order) != ("gnu", "last"):
+        return                     # the command line once: the rules above are the same code
     for argv in (["list", tmp_path / "t", "--from-tar", archive, "--recursive"],
                  ["pack", tmp_path / "t", "--from-tar", archive, "--pass-through"]):
         r = fastrec_subprocess(argv)

@@ -211,6 +211,8 @@ class _ClassWriter:
                 try:
                     chunk = src.read(_CHUNK)
                 except _READ_ERRORS as err:
+                    if isinstance(err, OSError) and err.errno is not None:
+                        raise   # the device failed (EIO), not the archive's bytes: stop, as for a write
                     raise _Corrupt(f"while reading member {name}: {err}") from err
                 if not chunk:
                     break
