@@ -252,4 +252,4 @@ def test_help_defaults_say_what_happens():
     assert re.search(r"--shuffle older im2rec.py's form[^(]*\(default: on\)", helps["list"])
     assert "--num-thread NUM_THREAD" in helps["extract"] and "JOBS" not in helps["extract"]
     assert "--val-per-class VAL_PER_CLASS" in helps["split"]
-    assert "--pass-through store the file bytes unchanged (default: off)" in helps["prepare"]
+    assert re.search(r"--pass-through store the file bytes unchanged [^(]*\([^)]*\) \(default: off\)", helps["prepare"])
