@@ -198,3 +198,28 @@ def test_json_of_a_pack_with_too_many_skips_is_one_document(work):
     got = fastrec(work, "pack", "lists/train", "imgs", "--resize", "32", "--strict", "--json")
     doc = json.loads(got.stdout)    # one document, not two
     assert got.returncode == 1 and doc["exit"] == 1 and "--strict" in doc["error"] and doc["skipped"] == 1
+
+
+def test_lists_left_by_an_earlier_listing_are_refused(tmp_path):
+    """`list --chunks 3` then `--chunks 2` of one prefix: the old `_2.lst` would be packed with the
+    new lists (pack takes every list of the prefix), so the second listing is refused, naming it,
+    and writes nothing; the same listing again is fine."""
+    from PIL import Image
+    root = tmp_path / "images"
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / f"c{c}" / f"{i}.jpg")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    first = fastrec(tmp_path, "list", "lists/data", "images", "--recursive", "--chunks", "3")
+    assert first.returncode == 0, first.stderr
+    again = fastrec(tmp_path, "list", "lists/data", "images", "--recursive", "--chunks", "3")
+    assert again.returncode == 0, again.stderr
+    before = {p.name: p.read_bytes() for p in lists.iterdir()}
+    fewer = fastrec(tmp_path, "list", "lists/data", "images", "--recursive", "--chunks", "2")
+    assert fewer.returncode == 2 and "Traceback" not in fewer.stderr
+    assert "data_2.lst" in fewer.stderr and "earlier listing" in fewer.stderr
+    assert {p.name: p.read_bytes() for p in lists.iterdir()} == before
+    (lists / "data_2.lst").unlink()
+    assert fastrec(tmp_path, "list", "lists/data", "images", "--recursive", "--chunks", "2").returncode == 0

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, NamedTuple, Sequence
 from fastrec.errors import DataError, FastrecError
@@ -226,6 +227,23 @@ def _empty_cause(root: str, opts: ListOptions) -> str:
     return f"no image ({exts}) under {root!r}: check ROOT and --exts (compared lower-cased)"
 
 
+def _refuse_stale_lists(prefix: str, new: Sequence[str]) -> None:
+    """Lists an earlier listing of this prefix left (`--chunks 3`, then `--chunks 2`: `_2.lst`)
+    would be packed beside the new ones, since `pack PREFIX` packs every list the prefix names:
+    refuse, naming them, rather than leave a set that means another dataset (deleting files of
+    im2rec's names is the user's call)."""
+    folder, base = os.path.split(prefix)
+    named = re.compile(re.escape(base) + r"(_\d+)?(_train|_val|_test)?\.lst")
+    stale = sorted(name for name in os.listdir(folder)
+                   if named.fullmatch(name) and os.path.join(folder, name) not in new)
+    if stale:
+        raise ListError(f"{', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''} in {folder} "
+                        f"{'is' if len(stale) == 1 else 'are'} left from an earlier listing of this prefix and "
+                        f"`fastrec pack` would pack {'it' if len(stale) == 1 else 'them'} with the new lists; "
+                        f"remove {'it' if len(stale) == 1 else 'them'} (and {'its' if len(stale) == 1 else 'their'} "
+                        f".rec/.idx) first, or list to another prefix")
+
+
 def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
                entries: list[ImageEntry] | None = None, allow_empty: bool = True,
                outputs: OutputSet | None = None) -> ListResult:
@@ -258,8 +276,10 @@ def make_lists(prefix: str, root: str, opts: ListOptions | None = None,
     if opts.shuffle:
         random.Random(SHUFFLE_SEED).shuffle(entries)
     result = ListResult(label_map=label_map)
+    planned = split_outputs(prefix, entries, opts)
+    _refuse_stale_lists(prefix, [path for path, _ in planned])
     with _own_set(outputs, f"the lists {prefix}*.lst") as out:
-        for path, chunk in split_outputs(prefix, entries, opts):
+        for path, chunk in planned:
             result.counts[path] = write_list(path, chunk, out)
             result.files.append(path)
         if any(folder != "." for folder, _ in label_map):   # class folders, not one flat folder
