@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE := $(wildcard csrc/*.c csrc/*.h fastrec/_native/*.pyx fastrec/_native/*.pxd) setup.py
 DEMO := demo
 
-.PHONY: install system-deps demo test bench fuzz fuzz-build fuzz-smoke wheel wheel-deps wheel-build clean
+.PHONY: install system-deps demo test test-wheel bench fuzz fuzz-build fuzz-smoke wheel wheel-deps wheel-build clean
 
 install: system-deps $(VENV)/.deps fastrec/_native/.built
 
@@ -42,7 +42,12 @@ demo: install
 
 test: install fuzz-smoke
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests -m "not wheel"
+
+# The wheel build from scratch takes minutes (zig, libjpeg-turbo), so it has its own target; CI
+# runs it after `make test` (.ci/run).
+test-wheel: install
+	$(PY) -m pytest -q tests -m wheel
 
 # A wheel for machines where pip works but apt needs root (Dask workers, SLURM nodes), on glibc
 # 2.17 or newer (manylinux2014: RHEL/Rocky 8, Ubuntu 20.04 and older clusters): zig cc targets
