@@ -10,6 +10,7 @@ from fastrec.engine.local import Job, pack_jobs
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
 from fastrec.errors import DataError
+from fastrec.formats.fingerprints import SUFFIX as FINGERPRINTS_SUFFIX
 from fastrec.formats.lists import find_lists
 from fastrec.formats.manifest import manifest_path, read_manifest
 from fastrec.fsutil import command_line, output_lock, refuse_output_is_input
@@ -28,7 +29,8 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
     if not lists:
         raise PackError(f"no .lst file matches the prefix {os.path.abspath(prefix)!r} "
                         f"(run `fastrec list` first)")
-    outputs = [os.path.splitext(lst)[0] + ext for lst in lists for ext in (".rec", ".idx", ".skipped.tsv")]
+    outputs = [os.path.splitext(lst)[0] + ext
+               for lst in lists for ext in (".rec", ".idx", ".skipped.tsv", FINGERPRINTS_SUFFIX)]
     refuse_output_is_input(outputs + [manifest_path(p) for p in outputs if p.endswith(".rec")],
                            [*archives, *lists, *([root] if root else [])],
                            "rename the input or the lists (the outputs are named after the .lst files)")
