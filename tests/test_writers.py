@@ -122,6 +122,20 @@ def test_a_lock_planted_as_a_symlink_does_not_overwrite_what_it_names(work):
     assert got.returncode != 0 and "Traceback" not in got.stderr and ".train.lock" in got.stderr
 
 
+def test_an_output_linked_to_an_image_under_the_root_is_refused_and_the_image_kept(work):
+    """Review: `d.idx -> imgs/<class>/<image>` passed the output-is-input check (it compared with the
+    root folder only), so pack truncated the image, then packed it as an empty-file skip."""
+    assert fastrec(work, "list", "lists/train", "imgs", "--recursive").returncode == 0
+    image = sorted((work / "imgs").rglob("*.JPEG"))[0]
+    before = image.read_bytes()
+    for ext in (".idx", ".rec", ".fingerprints"):
+        (work / "lists" / f"train{ext}").symlink_to(image)
+        got = fastrec(work, "pack", "lists/train", "imgs")
+        assert got.returncode == 2 and "under the image root" in got.stderr and "Traceback" not in got.stderr
+        assert image.read_bytes() == before
+        (work / "lists" / f"train{ext}").unlink()
+
+
 def test_list_from_tar_into_a_missing_folder_is_one_line(work):
     """Issue 22 item 8: a traceback, where plain list says 'create it first'."""
     with tarfile.open(work / "x.tar", "w") as t:
