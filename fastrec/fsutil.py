@@ -376,8 +376,12 @@ def output_lock(output: str, command: str):
         raise output_folder_missing(parent, os.path.abspath(output))
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            # O_NOFOLLOW: a lock planted as a symlink must not make us truncate the file it names
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise EnvironmentFault(f"the lock {path} is a symbolic link (fastrec writes its lock in place, "
+                                       f"never through a link); remove it and run again") from err
             raise EnvironmentFault(f"cannot create the lock {path}: {err.strerror}; fix the permissions of "
                                    f"{parent!r} (fastrec needs to write there) and run again") from err
         try:

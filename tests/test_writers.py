@@ -99,6 +99,43 @@ def test_pack_over_its_own_archive_is_refused_and_the_archive_kept(work):
     assert got.returncode == 2 and "is the input" in got.stderr and (work / "u.tar").stat().st_size == size
 
 
+def test_pack_over_its_own_archive_as_the_sidecar_is_refused_and_the_archive_kept(work):
+    """Review: the `.fingerprints` sidecar was left out of the outputs checked against the inputs, so
+    `pack t --from-tar t.fingerprints` truncated the archive to the sidecar's 16-byte header."""
+    with tarfile.open(work / "t.fingerprints", "w") as t:
+        t.add(work / "imgs", arcname="imgs")
+    before = (work / "t.fingerprints").read_bytes()
+    assert fastrec(work, "list", "t", "--from-tar", "t.fingerprints").returncode == 0
+    got = fastrec(work, "pack", "t", "--from-tar", "t.fingerprints", "--pass-through")
+    assert got.returncode == 2 and "is the input" in got.stderr and "Traceback" not in got.stderr
+    assert (work / "t.fingerprints").read_bytes() == before
+
+
+def test_a_lock_planted_as_a_symlink_does_not_overwrite_what_it_names(work):
+    """Review: the lock was opened following symlinks and truncated, so `.train.lock -> precious`
+    replaced precious's bytes with the holder line."""
+    assert fastrec(work, "list", "lists/train", "imgs", "--recursive").returncode == 0
+    (work / "precious.txt").write_text("keep me\n")
+    (work / "lists" / ".train.lock").symlink_to(work / "precious.txt")
+    got = fastrec(work, "pack", "lists/train", "imgs", "--resize", "32")
+    assert (work / "precious.txt").read_text() == "keep me\n"
+    assert got.returncode != 0 and "Traceback" not in got.stderr and ".train.lock" in got.stderr
+
+
+def test_an_output_linked_to_an_image_under_the_root_is_refused_and_the_image_kept(work):
+    """Review: `d.idx -> imgs/<class>/<image>` passed the output-is-input check (it compared with the
+    root folder only), so pack truncated the image, then packed it as an empty-file skip."""
+    assert fastrec(work, "list", "lists/train", "imgs", "--recursive").returncode == 0
+    image = sorted((work / "imgs").rglob("*.JPEG"))[0]
+    before = image.read_bytes()
+    for ext in (".idx", ".rec", ".fingerprints"):
+        (work / "lists" / f"train{ext}").symlink_to(image)
+        got = fastrec(work, "pack", "lists/train", "imgs")
+        assert got.returncode == 2 and "under the image root" in got.stderr and "Traceback" not in got.stderr
+        assert image.read_bytes() == before
+        (work / "lists" / f"train{ext}").unlink()
+
+
 def test_list_from_tar_into_a_missing_folder_is_one_line(work):
     """Issue 22 item 8: a traceback, where plain list says 'create it first'."""
     with tarfile.open(work / "x.tar", "w") as t:

@@ -10,9 +10,10 @@ from fastrec.engine.local import Job, pack_jobs
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
 from fastrec.errors import DataError
+from fastrec.formats.fingerprints import SUFFIX as FINGERPRINTS_SUFFIX
 from fastrec.formats.lists import find_lists
 from fastrec.formats.manifest import manifest_path, read_manifest
-from fastrec.fsutil import command_line, output_lock, refuse_output_is_input
+from fastrec.fsutil import command_line, is_inside, output_lock, refuse_output_is_input
 
 __all__ = ["PackError", "PackOptions", "Summary", "TooManySkipped", "pack_all", "pack_prefix"]
 
@@ -28,10 +29,16 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
     if not lists:
         raise PackError(f"no .lst file matches the prefix {os.path.abspath(prefix)!r} "
                         f"(run `fastrec list` first)")
-    outputs = [os.path.splitext(lst)[0] + ext for lst in lists for ext in (".rec", ".idx", ".skipped.tsv")]
+    outputs = [os.path.splitext(lst)[0] + ext
+               for lst in lists for ext in (".rec", ".idx", ".skipped.tsv", FINGERPRINTS_SUFFIX)]
     refuse_output_is_input(outputs + [manifest_path(p) for p in outputs if p.endswith(".rec")],
                            [*archives, *lists, *([root] if root else [])],
                            "rename the input or the lists (the outputs are named after the .lst files)")
+    if root:   # an output that is a link to an image under the root would overwrite that image
+        for out in outputs:
+            if os.path.islink(out) and is_inside(os.path.realpath(out), root):
+                raise PackError(f"the output {out} is a link to {os.path.realpath(out)}, under the image root "
+                                f"{root}: writing it would destroy that image; remove the link and run again")
     with output_lock(prefix, command_line()):
         return _pack_prefix(prefix, lists, work, root, opts, archives)
 
