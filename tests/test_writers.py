@@ -136,6 +136,21 @@ def test_an_output_linked_to_an_image_under_the_root_is_refused_and_the_image_ke
         (work / "lists" / f"train{ext}").unlink()
 
 
+def test_an_output_hard_linked_to_an_image_is_refused_and_the_image_kept(work):
+    """Review: `ln imgs/<class>/<image> d.idx` (a hard link: same file, no link to see) let pack
+    overwrite the image with .idx text, pack it as a skip, and exit 0 under --max-skipped."""
+    assert fastrec(work, "list", "lists/train", "imgs", "--recursive").returncode == 0
+    image = sorted((work / "imgs").rglob("*.JPEG"))[0]
+    before = image.read_bytes()
+    for ext in (".idx", ".rec", ".fingerprints", ".skipped.tsv"):
+        os.link(image, work / "lists" / f"train{ext}")
+        got = fastrec(work, "pack", "lists/train", "imgs", "--max-skipped", "100%")
+        assert got.returncode == 2 and "hard link" in got.stderr and "Traceback" not in got.stderr, got.stderr
+        assert image.read_bytes() == before
+        (work / "lists" / f"train{ext}").unlink()
+    assert fastrec(work, "pack", "lists/train", "imgs").returncode == 0
+
+
 def test_list_from_tar_into_a_missing_folder_is_one_line(work):
     """Issue 22 item 8: a traceback, where plain list says 'create it first'."""
     with tarfile.open(work / "x.tar", "w") as t:

@@ -34,11 +34,16 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
     refuse_output_is_input(outputs + [manifest_path(p) for p in outputs if p.endswith(".rec")],
                            [*archives, *lists, *([root] if root else [])],
                            "rename the input or the lists (the outputs are named after the .lst files)")
-    if root:   # an output that is a link to an image under the root would overwrite that image
-        for out in outputs:
-            if os.path.islink(out) and is_inside(os.path.realpath(out), root):
-                raise PackError(f"the output {out} is a link to {os.path.realpath(out)}, under the image root "
-                                f"{root}: writing it would destroy that image; remove the link and run again")
+    for out in outputs:
+        if root and os.path.islink(out) and is_inside(os.path.realpath(out), root):
+            # an output that is a link to an image under the root would overwrite that image
+            raise PackError(f"the output {out} is a link to {os.path.realpath(out)}, under the image root "
+                            f"{root}: writing it would destroy that image; remove the link and run again")
+        if os.path.isfile(out) and os.stat(out).st_nlink > 1:
+            # a hard link to an image, or a `cp -al` snapshot: the outputs are rewritten in place
+            raise PackError(f"the output {out} has another name (a hard link): writing it would change that "
+                            f"file too (an image, a snapshot); remove {out} (the other name keeps the bytes) "
+                            f"and run again")
     with output_lock(prefix, command_line()):
         return _pack_prefix(prefix, lists, work, root, opts, archives)
 
