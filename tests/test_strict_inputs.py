@@ -203,6 +203,24 @@ def test_allow_outside_root_reads_them_and_pass_through_still_checks(escaping):
     assert read_with_mxnet(escaping / "data.rec")[3].image == b"the password is swordfish\n"
 
 
+def test_dotdot_after_a_link_is_judged_where_it_leads(tmp_path):
+    """`link/../x.jpg` reads as ROOT/x.jpg, but the OS opens x.jpg beside the link's target,
+    outside ROOT (found by review22: it was packed, exit 0). A `..` that stays inside still reads."""
+    (tmp_path / "img" / "c0").mkdir(parents=True)
+    (tmp_path / "img" / "c0" / "a.jpg").write_bytes(jpeg(1))
+    (tmp_path / "img" / "x.jpg").write_bytes(jpeg(2))              # what the path appears to name
+    (tmp_path / "outside" / "sub").mkdir(parents=True)
+    (tmp_path / "outside" / "x.jpg").write_bytes(jpeg(3))          # what it opened
+    (tmp_path / "img" / "link").symlink_to(tmp_path / "outside" / "sub", target_is_directory=True)
+    write_lst(tmp_path / "data.lst", ["0\t0\tc0/a.jpg", "1\t0\tlink/../x.jpg", "2\t0\tc0/../x.jpg"])
+    r = fastrec_subprocess(["pack", tmp_path / "data", tmp_path / "img", "--pass-through", *QUIET])
+    assert r.returncode == 1 and "line 2: the path 'link/../x.jpg' leaves the image root" in r.stderr
+    assert "line 3" not in r.stderr
+    assert fastrec_main(["pack", tmp_path / "data", tmp_path / "img", "--pass-through", "--allow-outside-root",
+                         *QUIET]) == 0     # im2rec's reading, asked for by name
+    assert read_with_mxnet(tmp_path / "data.rec")[1].image == jpeg(3)
+
+
 # ------------------------------------------------------------------ item 7: pass-through checks
 def pass_through(data: bytes, check: bool = True) -> str:
     """The pass-through outcome of one file: "ok" or the skip reason."""

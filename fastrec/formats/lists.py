@@ -297,6 +297,7 @@ class ListRules:
     skip_bad_lines: bool = False       # a bad line becomes a BadLine (a named skip), not an error
     allow_outside_root: bool = False   # absolute and `..` paths are read, as im2rec reads them
     allow_duplicate_ids: bool = False  # repeated ids are packed, as im2rec packs them
+    root: str | None = None            # the image root: a `..` after a link is judged where it leads
 
 
 LENIENT = ListRules(skip_bad_lines=True, allow_outside_root=True, allow_duplicate_ids=True)
@@ -364,6 +365,15 @@ def leaves_root(path: str) -> bool:
     return norm == os.pardir or norm.startswith(os.pardir + os.sep)
 
 
+def climbs_past_link(root: str | None, path: str) -> bool:
+    """Whether a `..` in a list path climbs out of a symbolic link's target (`link/../x` opens x
+    beside what the link points to, not ROOT/x as the path reads), so the file opened is another
+    than the one the path names. Lexically inside; only the file system can tell."""
+    if root is None or os.pardir not in path.split(os.sep):
+        return False
+    return os.path.realpath(os.path.join(root, path)) != os.path.realpath(os.path.join(root, os.path.normpath(path)))
+
+
 def _lines(path: str) -> Iterator[tuple[int, str]]:
     """(line number, text) of a .lst; universal newlines, as im2rec's open() reads it."""
     try:
@@ -388,7 +398,7 @@ def classify(text: str, lineno: int, rules: ListRules, duplicates: dict[int, int
     if lineno in duplicates and not rules.allow_duplicate_ids:
         return BadLine(item.id, item.path, item.labels, lineno, DUPLICATE_ID,
                        f"repeats the id {item.id} of line {duplicates[lineno]}")
-    if not rules.allow_outside_root and leaves_root(item.path):
+    if not rules.allow_outside_root and (leaves_root(item.path) or climbs_past_link(rules.root, item.path)):
         return BadLine(item.id, item.path, item.labels, lineno, OUTSIDE_ROOT,
                        f"the path {item.path!r} leaves the image root")
     return item
