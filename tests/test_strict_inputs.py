@@ -76,6 +76,15 @@ def test_a_bad_line_stops_the_pack_naming_file_and_lines(bad_list):
     assert not (bad_list / "data.rec").exists()       # refused before anything is written
 
 
+def test_a_byte_order_mark_is_named(tmp_path):
+    """An editor's BOM makes line 1's id unparseable (as in im2rec.py); the error says why, since
+    the mark is invisible (found by review22)."""
+    (tmp_path / "data.lst").write_bytes("\ufeff0\t0\ta.jpg\n".encode("utf-8"))
+    with pytest.raises(ListLineError, match="line 1: the id '\\\\ufeff0' is not a whole number \\(it starts "
+                                             "with a byte-order mark"):
+        list(read_list(str(tmp_path / "data.lst")))
+
+
 def test_skip_bad_lines_counts_each_as_a_named_skip(bad_list):
     args = ["pack", bad_list / "data", bad_list / "img", "--skip-bad-lines", *QUIET]
     assert fastrec_main(args) == 1                    # 2 of 15 skipped: above --max-skipped 1 %

@@ -335,7 +335,9 @@ def parse_line(text: str) -> ListItem | tuple[str, int, tuple] | None:
     try:
         item_id = int(fields[0])
     except ValueError:
-        return (f"the id {fields[0]!r} is not a whole number", -1, ())
+        bom = " (it starts with a byte-order mark: save the list as UTF-8 without one)" \
+            if fields[0].startswith("\ufeff") else ""
+        return (f"the id {fields[0]!r} is not a whole number{bom}", -1, ())
     try:
         labels = tuple(float(x) for x in fields[1:-1])
     except ValueError:
