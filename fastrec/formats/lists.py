@@ -612,6 +612,7 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
             out.append(float(labels[cls]))
         return out
     table: dict[str, tuple[float, int, str]] = {}   # file (as written) -> (label, line, class)
+    header = ""     # line 1, when its class is no class and it was taken for a header
     for i, (lineno, w) in enumerate(numbered):
         if len(w) < 2:
             raise ListError(f"{path!r} line {lineno}: expected `file class`, got {' '.join(w)!r}")
@@ -621,6 +622,7 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
         elif cls.isdigit() and int(cls) < len(labels):
             label = int(cls)
         elif i == 0:
+            header = f"; line {lineno} ({' '.join(w)!r}) was taken for a header, its class being no class of --classes"
             continue        # a header line (ImageId,PredictionString)
         else:
             raise ListError(f"{path!r} line {lineno}: class {cls!r} is not a class of --classes")
@@ -639,7 +641,8 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
         used.update(key for key, _ in hits)
         out.append(hits[0][1][0])
     if missing:
-        raise ListError(f"{len(missing)} of {len(names)} images have no label in {path!r}, e.g. {missing[0]!r}")
+        raise ListError(f"{len(missing)} of {len(names)} images have no label in {path!r}, e.g. {missing[0]!r}"
+                        + header)
     absent = [key for key in table if key not in used]
     if absent:
         what = (f"{len(absent)} labelled images of {path!r} are not among the {len(names)} images listed: "
