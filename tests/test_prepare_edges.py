@@ -41,6 +41,17 @@ def test_from_tar_takes_the_archives_and_needs_no_roots(archive, tmp_path):
         assert "earlier" in line and "(done earlier)" in line, line
 
 
+def test_roots_inside_work_named_like_the_lists(archive, tmp_path):
+    """--work W --root W/train --val-root W/val: the lists are W/train_*.lst, but the pack stage
+    took the prefix W/train for the image folder and packed nothing, exit 0 (found by review22)."""
+    w = tmp_path / "w"
+    status, out, err = _prepare("--work", w, "--archive", archive, "--root", w / "train", "--val-root", w / "val",
+                                "--small-root", w / "small", "--min-images", MIN_IMAGES, "--val-per-class", VAL,
+                                "--chunks", 2)
+    assert (w / "train_0.rec").exists() and (w / "train_1.rec").exists() and (w / "val.rec").exists(), (out, err)
+    assert "train: 0 packed" not in out
+
+
 def test_from_tar_switch_with_archive_still_works(archive, tmp_path):
     status, _, err = _prepare("--work", tmp_path / "w", "--archive", archive, "--from-tar",
                               "--min-images", MIN_IMAGES, "--val-per-class", 0)

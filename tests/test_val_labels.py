@@ -90,6 +90,17 @@ def test_missing_or_unknown_labels_are_errors(imagenet, tmp_path):
     assert not list(tmp_path.glob("*.lst"))
 
 
+def test_a_first_line_with_an_unknown_class_is_named_as_the_header_it_was_taken_for(imagenet, tmp_path):
+    """A typo in line 1's class reads as a header line (it is passed over); the error then named
+    only the unlabelled image, not the line (found by review22)."""
+    base, truth, _ = imagenet
+    (name, _), *rest = truth.items()
+    typo = tmp_path / "typo.txt"
+    typo.write_text(f"{name} n0l440764\n" + "".join(f"{n} {c}\n" for n, c in rest))
+    r = _list(tmp_path, base, typo)
+    assert r.returncode == 2 and f"e.g. {name!r}; line 1 ('{name} n0l440764') was taken for a header" in r.stderr
+
+
 @pytest.mark.parametrize("source", ["folder", "tar"])
 def test_flat_val_set_names_the_train_classes(imagenet, tmp_path, source):
     """The synset file and the manifest of a labelled flat val set name the train classes (they

@@ -1,6 +1,7 @@
 """One .lst to pack (`Job`) and its items as read from the file (`ListFile`)."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class Job:
     def for_list(cls, lst: str, root: str, rules: ListRules = ListRules()) -> "Job":
         """The outputs go beside the list, named after it (as im2rec names them)."""
         base = os.path.splitext(lst)[0]
-        return cls(ListFile(lst, rules), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
+        return cls(ListFile(lst, dataclasses.replace(rules, root=root)), root, base + ".rec", base + ".idx", base + ".skipped.tsv",
                    lst=os.path.abspath(lst))
 
     @property

@@ -317,6 +317,7 @@ class ListRules:
     skip_bad_lines: bool = False       # a bad line becomes a BadLine (a named skip), not an error
     allow_outside_root: bool = False   # absolute and `..` paths are read, as im2rec reads them
     allow_duplicate_ids: bool = False  # repeated ids are packed, as im2rec packs them
+    root: str | None = None            # the image root: a `..` after a link is judged where it leads
 
 
 LENIENT = ListRules(skip_bad_lines=True, allow_outside_root=True, allow_duplicate_ids=True)
@@ -354,7 +355,9 @@ def parse_line(text: str) -> ListItem | tuple[str, int, tuple] | None:
     try:
         item_id = int(fields[0])
     except ValueError:
-        return (f"the id {fields[0]!r} is not a whole number", -1, ())
+        bom = " (it starts with a byte-order mark: save the list as UTF-8 without one)" \
+            if fields[0].startswith("\ufeff") else ""
+        return (f"the id {fields[0]!r} is not a whole number{bom}", -1, ())
     try:
         labels = tuple(float(x) for x in fields[1:-1])
     except ValueError:
@@ -384,6 +387,15 @@ def leaves_root(path: str) -> bool:
     return norm == os.pardir or norm.startswith(os.pardir + os.sep)
 
 
+def climbs_past_link(root: str | None, path: str) -> bool:
+    """Whether a `..` in a list path climbs out of a symbolic link's target (`link/../x` opens x
+    beside what the link points to, not ROOT/x as the path reads), so the file opened is another
+    than the one the path names. Lexically inside; only the file system can tell."""
+    if root is None or os.pardir not in path.split(os.sep):
+        return False
+    return os.path.realpath(os.path.join(root, path)) != os.path.realpath(os.path.join(root, os.path.normpath(path)))
+
+
 def _lines(path: str) -> Iterator[tuple[int, str]]:
     """(line number, text) of a .lst; universal newlines, as im2rec's open() reads it."""
     try:
@@ -408,7 +420,7 @@ def classify(text: str, lineno: int, rules: ListRules, duplicates: dict[int, int
     if lineno in duplicates and not rules.allow_duplicate_ids:
         return BadLine(item.id, item.path, item.labels, lineno, DUPLICATE_ID,
                        f"repeats the id {item.id} of line {duplicates[lineno]}")
-    if not rules.allow_outside_root and leaves_root(item.path):
+    if not rules.allow_outside_root and (leaves_root(item.path) or climbs_past_link(rules.root, item.path)):
         return BadLine(item.id, item.path, item.labels, lineno, OUTSIDE_ROOT,
                        f"the path {item.path!r} leaves the image root")
     return item
@@ -620,6 +632,7 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
             out.append(float(labels[cls]))
         return out
     table: dict[str, tuple[float, int, str]] = {}   # file (as written) -> (label, line, class)
+    header = ""     # line 1, when its class is no class and it was taken for a header
     for i, (lineno, w) in enumerate(numbered):
         if len(w) < 2:
             raise ListError(f"{path!r} line {lineno}: expected `file class`, got {' '.join(w)!r}")
@@ -629,6 +642,7 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
         elif cls.isdigit() and int(cls) < len(labels):
             label = int(cls)
         elif i == 0:
+            header = f"; line {lineno} ({' '.join(w)!r}) was taken for a header, its class being no class of --classes"
             continue        # a header line (ImageId,PredictionString)
         else:
             raise ListError(f"{path!r} line {lineno}: class {cls!r} is not a class of --classes")
@@ -647,7 +661,8 @@ def ground_truth_labels(path: str, names: Sequence[str], labels: dict[str, int],
         used.update(key for key, _ in hits)
         out.append(hits[0][1][0])
     if missing:
-        raise ListError(f"{len(missing)} of {len(names)} images have no label in {path!r}, e.g. {missing[0]!r}")
+        raise ListError(f"{len(missing)} of {len(names)} images have no label in {path!r}, e.g. {missing[0]!r}"
+                        + header)
     absent = [key for key in table if key not in used]
     if absent:
         what = (f"{len(absent)} labelled images of {path!r} are not among the {len(names)} images listed: "

@@ -24,7 +24,7 @@ from fastrec.engine import pack_all
 from fastrec.engine.local import Job
 from fastrec.engine.options import PackOptions
 from fastrec.formats.fields import wrong_fields
-from fastrec.formats.lists import ListOptions, find_lists, make_lists
+from fastrec.formats.lists import ListOptions, make_lists
 from fastrec.formats.manifest import setting_differences
 from fastrec.errors import EnvironmentFault, FastrecError
 
@@ -157,6 +157,15 @@ def _summary_dict(summary) -> dict:
     return summary
 
 
+def _lists_in(work: str, split: str) -> list[str]:
+    """The .lst files the list stage wrote for `split` (WORK/train_0.lst ...), sorted. Not
+    find_lists(WORK/train): with --root WORK/train that prefix is the image folder, whose .lst
+    files (none) it would take instead."""
+    work = os.path.abspath(work)
+    return sorted(os.path.join(work, n) for n in os.listdir(work)
+                  if n.startswith(split) and n.endswith(".lst") and os.path.isfile(os.path.join(work, n)))
+
+
 def _pack_stage(cfg: PrepareConfig) -> dict:
     out = {}
     source = None
@@ -164,8 +173,7 @@ def _pack_stage(cfg: PrepareConfig) -> dict:
         from fastrec.engine.sources import cache_path, index_for
         source = index_for(cfg.archives, cache_path(os.path.join(cfg.work, "train")))
     for split in ("train", "val"):
-        _, lists = find_lists(os.path.join(cfg.work, split))
-        lists = [p for p in lists if os.path.basename(p).startswith(split)]
+        lists = _lists_in(cfg.work, split)
         root = "" if source else os.path.abspath(cfg.root if split == "train" else cfg.val_root)
         jobs = [Job.for_list(lst, root, cfg.pack.list_rules()) for lst in lists]
         for job in jobs:
