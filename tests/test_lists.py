@@ -352,6 +352,21 @@ def test_unreadable_folder_for_real():
     assert_user_error(run, "locked")
 
 
+def test_pack_of_a_prefix_that_is_the_image_folder_says_where_the_lists_are(tmp_path):
+    """`list data/val data/val` writes data/val.lst beside the folder; `pack data/val` then reads
+    the folder prefix as im2rec does (the lists inside it) and found none: the error said to run
+    `fastrec list` first, which had been run (found by review22)."""
+    root = tmp_path / "val" / "c0"
+    root.mkdir(parents=True)
+    from PIL import Image
+    from helpers_pack import fastrec_subprocess
+    Image.new("RGB", (8, 8)).save(root / "a.jpg")
+    r = fastrec_subprocess(["list", tmp_path / "val", tmp_path / "val", "--recursive"])
+    assert r.returncode == 0 and (tmp_path / "val.lst").exists(), r.stderr
+    r = fastrec_subprocess(["pack", tmp_path / "val", tmp_path / "val"])
+    assert r.returncode != 0 and "is a folder, so the prefix means the .lst files inside it" in r.stderr
+
+
 def test_bad_chunks(tmp_path):
     """--chunks 0 is a clear error (im2rec dies with ZeroDivisionError)."""
     build_tree(tmp_path / "tree", ["a.jpg"], [], {})

@@ -11,7 +11,7 @@ from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
 from fastrec.errors import DataError
 from fastrec.formats.fingerprints import SUFFIX as FINGERPRINTS_SUFFIX
-from fastrec.formats.lists import find_lists
+from fastrec.formats.lists import find_lists, prefix_files
 from fastrec.formats.manifest import manifest_path, read_manifest
 from fastrec.fsutil import command_line, is_inside, output_lock, refuse_output_is_input
 
@@ -27,6 +27,11 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
     opts.validate()
     work, lists = find_lists(prefix)
     if not lists:
+        beside = os.path.abspath(prefix).rstrip(os.sep)
+        if os.path.isdir(prefix) and prefix_files(beside + "_", ".lst")[1] + prefix_files(beside + ".", ".lst")[1]:
+            raise PackError(f"{prefix!r} is a folder, so the prefix means the .lst files inside it (as in im2rec.py), "
+                            f"and it holds none; the lists `fastrec list {prefix}` wrote lie beside it: write "
+                            f"them under a prefix that is no folder (e.g. lists/NAME)")
         raise PackError(f"no .lst file matches the prefix {os.path.abspath(prefix)!r} "
                         f"(run `fastrec list` first)")
     outputs = [os.path.splitext(lst)[0] + ext
