@@ -112,8 +112,6 @@ class PackOptions:
     def list_rules(self) -> ListRules:
         return ListRules(skip_bad_lines=self.skip_bad_lines, allow_outside_root=self.allow_outside_root,
                          allow_duplicate_ids=self.allow_duplicate_ids)
-        if self.io_depth < 0 or self.io_budget < 0:
-            raise PackError(f"--io-depth must be 0 (automatic) or a positive count, got {self.io_depth}")
 
     def worker(self) -> Worker:
         return Worker(resize=self.resize, center_crop=self.center_crop, color=self.color,
