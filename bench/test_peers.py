@@ -52,6 +52,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("pytest_benchmark")
 
 from fastrec._native.core import OK, Worker, output_size  # noqa: E402
+from peer_pipelines import dct_scale  # noqa: E402  (bench/ is on sys.path: the DCT-scale rule, once)
 from fastrec.formats.recordio import _read_record, unpack  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -109,13 +110,6 @@ def load_tree(name: str) -> Tree:
     return _TREES[name]
 
 
-def dct_scale(width: int, height: int, target_short: int) -> int:
-    """The largest denominator of 1/8, 1/4, 1/2 whose (rounded-up) shorter edge stays >= target."""
-    short = min(width, height)
-    for den in (8, 4, 2):
-        if -(-short // den) >= target_short:
-            return den
-    return 1
 
 
 # ---------------------------------------------------------------- pipelines
