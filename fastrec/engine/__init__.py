@@ -10,9 +10,8 @@ from fastrec.engine.local import Job, pack_jobs
 from fastrec.engine.options import PackError, PackOptions
 from fastrec.engine.outcome import Summary
 from fastrec.errors import DataError
-from fastrec.formats.fingerprints import SUFFIX as FINGERPRINTS_SUFFIX
 from fastrec.formats.lists import find_lists, prefix_files
-from fastrec.formats.manifest import manifest_path, read_manifest
+from fastrec.formats.manifest import read_manifest
 from fastrec.fsutil import command_line, is_inside, output_lock, refuse_output_is_input
 
 __all__ = ["PackError", "PackOptions", "Summary", "TooManySkipped", "pack_all", "pack_prefix"]
@@ -34,9 +33,8 @@ def pack_prefix(prefix: str, root: str | None, opts: PackOptions, archives: Sequ
                             f"them under a prefix that is no folder (e.g. lists/NAME)")
         raise PackError(f"no .lst file matches the prefix {os.path.abspath(prefix)!r} "
                         f"(run `fastrec list` first)")
-    outputs = [os.path.splitext(lst)[0] + ext
-               for lst in lists for ext in (".rec", ".idx", ".skipped.tsv", FINGERPRINTS_SUFFIX)]
-    refuse_output_is_input(outputs + [manifest_path(p) for p in outputs if p.endswith(".rec")],
+    outputs = [out for lst in lists for out in Job.for_list(lst, root or "").outputs]
+    refuse_output_is_input(outputs,
                            [*archives, *lists, *([root] if root else [])],
                            "rename the input or the lists (the outputs are named after the .lst files)")
     for out in outputs:

@@ -71,3 +71,8 @@ class Job:
     @property
     def fingerprints(self) -> str:
         return fingerprints_path(self.rec)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Every file a pack of this job writes (the one list the output checks walk)."""
+        return self.rec, self.idx, self.skipped, self.fingerprints, self.manifest

@@ -118,7 +118,7 @@ def _truncate(path: str, size: int) -> None:
 def _refuse_odd_outputs(job: Job) -> None:
     """An output's name taken by a folder, FIFO, socket or device is refused before anything is
     read or opened (opening a FIFO blocks forever; a folder fails halfway through a resume)."""
-    for path in (job.rec, job.idx, job.skipped, job.fingerprints, job.manifest):
+    for path in job.outputs:
         if os.path.exists(path) and not os.path.isfile(path):   # a dangling link is written through
             raise PackError(f"cannot write {path}: it is there but is not a regular file; move it away and rerun")
 
