@@ -147,6 +147,35 @@ def test_killed_worker_still_gives_the_same_bytes(tree, local, cluster, monkeypa
     assert _read(out) == local
 
 
+def test_result_lost_after_its_shard_finished_is_recomputed(tree, local, cluster, monkeypatch):
+    """The worker holding a finished shard's result dies before the client gathers it, while
+    another client is the current one (as in a notebook inside `with Client(...)`): the shard is
+    computed again and the bytes are the same. (CI found this: as_completed waited on the
+    current client's loop, and the recompute then failed with 'bound to a different event loop'.)"""
+    import dask.distributed
+
+    c, client = cluster
+    killed = []
+
+    class KillingTheHolder(dask.distributed.as_completed):
+        def __next__(self):
+            fut = super().__next__()
+            if not killed:
+                (holder,) = fut.client.who_has(fut)[fut.key]
+                killed.append(client.run(os.getpid, workers=[holder])[holder])
+                os.kill(killed[0], signal.SIGKILL)
+                deadline = time.monotonic() + 60
+                while holder in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            return fut
+
+    monkeypatch.setattr(dask.distributed, "as_completed", KillingTheHolder)
+    out = tree / "lost"
+    _lists(tree, out)
+    pack_prefix(str(out / "data"), str(tree / "images"), PackOptions(**OPTS, dask=c.scheduler_address, shard_size=3))
+    assert killed and _read(out) == local
+
+
 def test_unreachable_scheduler_is_a_prompt_clear_error(tree):
     out = tree / "nowhere"
     _lists(tree, out)

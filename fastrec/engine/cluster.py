@@ -295,6 +295,47 @@ def _window(client) -> int:
     return max(16, 2 * threads)
 
 
+def _shard_result(fut, worker_log: str | None) -> int:
+    """A finished shard's bytes read, or the first failure in one line."""
+    try:
+        return fut.result()
+    except EnvironmentFault as err:
+        raise EnvironmentFault(f"{err}; fix that and {RERUN}{_see(worker_log)}") from None
+    except FastrecError:
+        raise
+    except Exception as err:   # a worker lost, a task that could not run
+        raise EnvironmentFault(f"a shard failed on the cluster: {type(err).__name__}: {err}; fix that "
+                               f"and {RERUN}{_see(worker_log)}") from None
+
+
+def _run_shards(client, plans: list, submit, in_flight: set, total: Summary, opts: PackOptions,
+                worker_log: str | None) -> None:
+    """Submit the shards a window at a time, gather each as it ends, then join each list's shards.
+    On any failure the other shards settle and their temporaries go; finished shards are kept."""
+    from dask.distributed import as_completed
+
+    try:
+        todo = ((job, *shard) for job, plan, _ in plans for shard in plan)
+        running = as_completed([submit(job, start, stop, base)
+                                for job, start, stop, base in itertools.islice(todo, _window(client))])
+        with make_progress(opts.progress, "count") as progress:
+            task = progress.add_task("shards", total=sum(len(plan) for _, plan, _ in plans))
+            for fut in running:
+                total.bytes_in += _shard_result(fut, worker_log)
+                in_flight.discard(fut)
+                progress.advance(task)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    running.add(submit(*nxt))
+        for job, plan, planned in plans:
+            join_shards(job, [base for _, _, base in plan], opts, total, planned)
+    except BaseException as err:
+        _settle(client, list(in_flight), interrupted=not isinstance(err, Exception))
+        for job, _, _ in plans:   # shards are kept for the rerun; their temporaries are not
+            _remove(glob.glob(os.path.join(glob.escape(_shard_dir(job)), "*.tmp-*")))
+        raise
+
+
 def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size: int = 0,
                    retries: int = 3) -> Summary:
     """Pack `jobs` on a Dask cluster; the outputs equal those of `pack_jobs(jobs, opts)`."""
@@ -327,35 +368,11 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
         return fut
 
     try:
-        from dask.distributed import as_completed
-
-        todo = ((job, *shard) for job, plan, _ in plans for shard in plan)
-        running = as_completed([submit(job, start, stop, base)
-                                for job, start, stop, base in itertools.islice(todo, _window(client))])
-        with make_progress(opts.progress, "count") as progress:
-            task = progress.add_task("shards", total=sum(len(plan) for _, plan, _ in plans))
-            for fut in running:
-                try:
-                    total.bytes_in += fut.result()
-                except EnvironmentFault as err:
-                    raise EnvironmentFault(f"{err}; fix that and {RERUN}{_see(worker_log)}") from None
-                except FastrecError:
-                    raise
-                except Exception as err:   # a worker lost, a task that could not run: the first one, in one line
-                    raise EnvironmentFault(f"a shard failed on the cluster: {type(err).__name__}: {err}; fix that "
-                                           f"and {RERUN}{_see(worker_log)}") from None
-                in_flight.discard(fut)
-                progress.advance(task)
-                nxt = next(todo, None)
-                if nxt is not None:
-                    running.add(submit(*nxt))
-        for job, plan, planned in plans:
-            join_shards(job, [base for _, _, base in plan], opts, total, planned)
-    except BaseException as err:
-        _settle(client, list(in_flight), interrupted=not isinstance(err, Exception))
-        for job, _, _ in plans:   # shards are kept for the rerun; their temporaries are not
-            _remove(glob.glob(os.path.join(glob.escape(_shard_dir(job)), "*.tmp-*")))
-        raise
+        # this client is the current one while it works: dask's helpers (as_completed, wait) use the
+        # current client's loop, and a future waited on in another client's loop cannot be waited
+        # on again here when a lost result is recomputed (a caller inside `with Client(...)`)
+        with client.as_current():
+            _run_shards(client, plans, submit, in_flight, total, opts, worker_log)
     finally:
         client.close()
         if cluster is not None:
