@@ -292,7 +292,7 @@ def cmd_im2rec(a: argparse.Namespace) -> int:
 def cmd_verify(a: argparse.Namespace) -> int:
     from fastrec.reports.verify import verify
     from fastrec.reports.verify_combined import default_combined_index, verify_combined_index
-    reports = verify(a.prefix, decode=a.decode, resize=a.resize)
+    reports = verify(a.prefix, decode=a.decode, resize=a.resize, require_fingerprints=a.require_fingerprints)
     if not reports:
         raise UsageError(f"no .rec file matches {a.prefix!r}")
     if a.sources:
@@ -473,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --decode: the shorter edge every image must have")
     p.add_argument("--sources", action="store_true",
                    help="also re-read every packed image (files or tar members) and name those changed since the pack")
+    p.add_argument("--require-fingerprints", action="store_true",
+                   help="fail a .rec that has no fingerprints beside it (by default such a pack, as im2rec "
+                        "writes it, is checked for framing, ids and labels only, with a note)")
     p.add_argument("--index", metavar="FILE", type=PATH,
                    help="also check this combined index (`fastrec index`); PREFIX.idx is checked when present")
     _add_json_flag(p)

@@ -136,6 +136,23 @@ def test_a_pack_without_fingerprints_is_checked_as_before_with_a_note(good, tmp_
                              for n in report.notes), report.lines()
 
 
+def test_require_fingerprints_fails_a_pack_that_carries_no_proof(good, tmp_path):
+    """With both the sidecar and the manifest gone, the pack looks like im2rec's and plain verify
+    passes it with a note; --require-fingerprints fails it (and a lone .rec), and passes a whole pack."""
+    work = _copy(good, tmp_path)
+    assert _verify_cli(work / "data", "--require-fingerprints").returncode == 0
+    (work / "data.fingerprints").unlink()
+    (work / "data.manifest.json").unlink()
+    assert _verify_cli(work / "data").returncode == 0
+    strict = _verify_cli(work / "data", "--require-fingerprints")
+    assert strict.returncode == 1 and "--require-fingerprints: no data.fingerprints" in strict.stdout, strict.stdout
+    for name in ("data.idx", "data.lst"):
+        (work / name).unlink()
+    assert _verify_cli(work / "data").returncode == 0
+    lone = _verify_cli(work / "data", "--require-fingerprints")
+    assert lone.returncode == 1 and "cannot prove its records" in lone.stdout, lone.stdout
+
+
 def test_a_removed_sidecar_of_a_fastrec_pack_fails_verify(good, tmp_path):
     work = _copy(good, tmp_path)
     (work / "data.fingerprints").unlink()

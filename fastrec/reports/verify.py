@@ -179,9 +179,11 @@ def _check_image(report: Report, n: int, offset: int, image: bytes, resize: int 
         report.fault(n, offset, f"image is {w}x{h}; its shorter edge should be {resize}")
 
 
-def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: int | None = None) -> Report:
+def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: int | None = None,
+               require_fingerprints: bool = False) -> Report:
     """Check one .rec, its .idx (by default the same name with .idx), and, where they are beside it,
-    its .lst, .skipped.tsv and manifest."""
+    its .lst, .skipped.tsv and manifest. `require_fingerprints`: a pack without its sidecar (or
+    its .idx, which the sidecar is checked against) fails instead of being checked as im2rec's."""
     report = Report(rec)
     base = os.path.splitext(rec)[0]
     idx = idx if idx is not None else base + ".idx"
@@ -209,13 +211,19 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
     if not idx_there and not lst_there:
         report.notes.append(f"no {os.path.basename(idx)} or {os.path.basename(lst)} beside it: checked "
                             f"the framing and headers of the .rec alone")
+        if require_fingerprints:
+            report.fault(None, None, f"--require-fingerprints: no {os.path.basename(idx)} beside it, so its "
+                                     f"fingerprints cannot prove its records")
         _check_not_empty(report)
         return report
     if idx_there:
         _check_index(report, idx, size, records)
-        _check_fingerprints(report, idx, sidecar, records, proving)
+        _check_fingerprints(report, idx, sidecar, records, proving, require_fingerprints)
     else:
         report.notes.append(f"no index file {idx}: the records were checked against the list by header id")
+        if require_fingerprints:
+            report.fault(None, None, f"--require-fingerprints: no index file {os.path.basename(idx)}, so the "
+                                     f"fingerprints cannot prove the records")
     if lst_there:
         _check_list(report, base, records)
     else:
@@ -270,12 +278,18 @@ def _check_index(report: Report, idx: str, size: int, records: _RecordTable) -> 
         report.fault(n, records.offsets[n], f"record is not in {idx}")
 
 
-def _check_fingerprints(report: Report, idx: str, sidecar: str, records: _RecordTable, proving: bool) -> None:
+def _check_fingerprints(report: Report, idx: str, sidecar: str, records: _RecordTable, proving: bool,
+                        required: bool = False) -> None:
     """Each .idx line's record has, under the line's key, the fingerprint it was packed with (the
     sidecar holds one entry per .idx line, in the same order)."""
     if not proving:
         if os.path.lexists(sidecar):
             report.fault(None, None, f"{sidecar} is not a regular file")
+        elif required:
+            report.fault(None, None, f"--require-fingerprints: no {os.path.basename(sidecar)}, so nothing proves "
+                                     f"that each record holds the bytes it was packed with (a pack by im2rec, "
+                                     f"by a fastrec before fingerprints, or one whose sidecar was removed): "
+                                     f"pack it again with fastrec")
         else:
             report.notes.append(f"no {os.path.basename(sidecar)} (made by im2rec or a fastrec before fingerprints): "
                                 f"framing, headers, ids and labels are checked, but not that each record holds "
@@ -478,9 +492,11 @@ def find_recs(prefix: str) -> list[str]:
     return prefix_files(prefix, ".rec")[1]
 
 
-def verify(prefix: str, decode: bool = False, resize: int | None = None) -> list[Report]:
+def verify(prefix: str, decode: bool = False, resize: int | None = None,
+           require_fingerprints: bool = False) -> list[Report]:
     """Verify every .rec PREFIX names; a .lst it names that has no .rec is a failed report too."""
-    reports = [verify_rec(rec, decode=decode, resize=resize) for rec in find_recs(prefix)]
+    reports = [verify_rec(rec, decode=decode, resize=resize, require_fingerprints=require_fingerprints)
+               for rec in find_recs(prefix)]
     packed = {os.path.splitext(r.rec)[0] for r in reports}
     for lst in prefix_files(prefix, ".lst")[1]:
         base = os.path.splitext(lst)[0]
