@@ -176,7 +176,10 @@ def test_result_lost_after_its_shard_finished_is_recomputed(tree, local, cluster
     assert killed and _read(out) == local
 
 
-def test_unreachable_scheduler_is_a_prompt_clear_error(tree):
+def test_unreachable_scheduler_is_a_prompt_clear_error(tree, monkeypatch):
+    import fastrec.engine.cluster as dist
+
+    monkeypatch.setattr(dist, "CONNECT_TIMEOUT_S", 3)   # 15 s in use; the message is the same
     out = tree / "nowhere"
     _lists(tree, out)
     start = time.perf_counter()
