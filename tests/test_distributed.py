@@ -384,6 +384,25 @@ def test_full_disk_during_shards_is_clean_and_rerun_completes(tree, local, clust
         subprocess.run(["umount", "-l", str(out)], capture_output=True)   # lazy: a worker may still hold it
 
 
+def test_full_disk_on_a_local_cluster_is_one_line_not_log_errors(tree, tmp_path):
+    """The workers' log sits in the shard folder, on the disk that filled: each log line it cannot
+    write is dropped, not a '--- Logging error ---' traceback on the terminal for every failed
+    shard's retry; the run ends in fastrec's one line."""
+    out = tmp_path / "full"
+    if not _small_tmpfs(out, "64k"):
+        pytest.skip("cannot mount a size-limited tmpfs here")
+    try:
+        _lists(tree, out)
+        run = subprocess.run([sys.executable, "-m", "fastrec", "pack", str(out / "data"), str(tree / "images"),
+                              "--resize", "96", "--max-skipped", "1.0", "--dask", "local:2", "--shard-size", "3",
+                              "--progress", "off"], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+        assert run.returncode == 75, run.stderr[-3000:]
+        assert "Traceback" not in run.stderr and "Logging error" not in run.stderr, run.stderr[-3000:]
+        assert run.stderr.rstrip().splitlines()[-1].startswith("fastrec pack: error: packing the shard")
+    finally:
+        subprocess.run(["umount", "-l", str(out)], capture_output=True)
+
+
 def test_ctrl_c_on_a_local_cluster_is_quiet_and_the_rerun_completes(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while shards run: exit
     130 within seconds, no traceback from the worker processes, no process left; running the same

@@ -215,6 +215,11 @@ def _settle(client, futures: list, interrupted: bool, timeout_s: float = 120) ->
         pass
 
 
+def _drop_unwritable(record) -> None:
+    """A log line the disk cannot take (a full disk, the very fault being logged) is dropped:
+    logging's default prints a '--- Logging error ---' traceback to the terminal for each one."""
+
+
 def _workers_log_to(path: str) -> None:
     """Runs on each worker: its Dask log lines (a "Compute Failed" block for every retry of every
     failed shard) go to `path`, not to the terminal, where fastrec's one line says what failed."""
@@ -224,6 +229,7 @@ def _workers_log_to(path: str) -> None:
         if type(handler) is logging.StreamHandler:
             dask_log.removeHandler(handler)
     handler = logging.FileHandler(path)
+    handler.handleError = _drop_unwritable
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
     dask_log.addHandler(handler)
 
