@@ -176,6 +176,22 @@ def test_result_lost_after_its_shard_finished_is_recomputed(tree, local, cluster
     assert killed and _read(out) == local
 
 
+def _dask_log_handlers() -> list[str]:
+    import logging
+    return sorted(f"{type(h).__name__}:{getattr(h, 'baseFilename', '')}" for h in logging.getLogger("distributed").handlers)
+
+
+def test_a_long_lived_cluster_logs_as_before_after_each_run(tree, local, cluster):
+    """Each run sends the workers' log to its shard folder; when it ends the workers log where they
+    did before (their terminal), not to every earlier run's removed file, one more kept open a run."""
+    c, client = cluster
+    before = client.run(_dask_log_handlers)
+    for name in ("logs_a", "logs_b"):
+        _lists(tree, tree / name)
+        _rerun(cluster, tree / name, tree, shard_size=7)
+    assert client.run(_dask_log_handlers) == before
+
+
 def test_unreachable_scheduler_is_a_prompt_clear_error(tree):
     out = tree / "nowhere"
     _lists(tree, out)
