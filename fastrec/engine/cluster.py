@@ -398,7 +398,8 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
         with client.as_current():
             _run_shards(client, plans, submit, in_flight, total, opts, worker_log)
     finally:
-        if worker_log and cluster is None:   # a cluster of our own is closed just below
+        # a cluster of our own is closed just below; a lost one is not waited for (15 s to reconnect)
+        if worker_log and cluster is None and client.status == "running":
             try:
                 client.run(_workers_log_back)
             except Exception:    # a lost cluster: the next run's _workers_log_to puts it back
