@@ -176,6 +176,22 @@ def test_result_lost_after_its_shard_finished_is_recomputed(tree, local, cluster
     assert killed and _read(out) == local
 
 
+def _dask_log_handlers() -> list[str]:
+    import logging
+    return sorted(f"{type(h).__name__}:{getattr(h, 'baseFilename', '')}" for h in logging.getLogger("distributed").handlers)
+
+
+def test_a_long_lived_cluster_logs_as_before_after_each_run(tree, local, cluster):
+    """Each run sends the workers' log to its shard folder; when it ends the workers log where they
+    did before (their terminal), not to every earlier run's removed file, one more kept open a run."""
+    c, client = cluster
+    before = client.run(_dask_log_handlers)
+    for name in ("logs_a", "logs_b"):
+        _lists(tree, tree / name)
+        _rerun(cluster, tree / name, tree, shard_size=7)
+    assert client.run(_dask_log_handlers) == before
+
+
 def test_unreachable_scheduler_is_a_prompt_clear_error(tree, monkeypatch):
     import fastrec.engine.cluster as dist
 
@@ -385,6 +401,25 @@ def test_full_disk_during_shards_is_clean_and_rerun_completes(tree, local, clust
         assert _leftovers(out) == [] and not list(out.glob("*.shards"))
     finally:
         subprocess.run(["umount", "-l", str(out)], capture_output=True)   # lazy: a worker may still hold it
+
+
+def test_full_disk_on_a_local_cluster_is_one_line_not_log_errors(tree, tmp_path):
+    """The workers' log sits in the shard folder, on the disk that filled: each log line it cannot
+    write is dropped, not a '--- Logging error ---' traceback on the terminal for every failed
+    shard's retry; the run ends in fastrec's one line."""
+    out = tmp_path / "full"
+    if not _small_tmpfs(out, "64k"):
+        pytest.skip("cannot mount a size-limited tmpfs here")
+    try:
+        _lists(tree, out)
+        run = subprocess.run([sys.executable, "-m", "fastrec", "pack", str(out / "data"), str(tree / "images"),
+                              "--resize", "96", "--max-skipped", "1.0", "--dask", "local:2", "--shard-size", "3",
+                              "--progress", "off"], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+        assert run.returncode == 75, run.stderr[-3000:]
+        assert "Traceback" not in run.stderr and "Logging error" not in run.stderr, run.stderr[-3000:]
+        assert run.stderr.rstrip().splitlines()[-1].startswith("fastrec pack: error: packing the shard")
+    finally:
+        subprocess.run(["umount", "-l", str(out)], capture_output=True)
 
 
 def test_ctrl_c_on_a_local_cluster_is_quiet_and_the_rerun_completes(tmp_path):

@@ -215,17 +215,41 @@ def _settle(client, futures: list, interrupted: bool, timeout_s: float = 120) ->
         pass
 
 
+def _drop_unwritable(record) -> None:
+    """A log line the disk cannot take (a full disk, the very fault being logged) is dropped:
+    logging's default prints a '--- Logging error ---' traceback to the terminal for each one."""
+
+
+WORKERS_LOG_HANDLER = "fastrec-workers-log"
+
+
 def _workers_log_to(path: str) -> None:
     """Runs on each worker: its Dask log lines (a "Compute Failed" block for every retry of every
     failed shard) go to `path`, not to the terminal, where fastrec's one line says what failed."""
     import logging
+    _workers_log_back()     # an earlier run's file (one whose end could not reach the workers)
     dask_log = logging.getLogger("distributed")
-    for handler in list(dask_log.handlers):
-        if type(handler) is logging.StreamHandler:
-            dask_log.removeHandler(handler)
+    moved = [h for h in dask_log.handlers if type(h) is logging.StreamHandler]
+    for handler in moved:
+        dask_log.removeHandler(handler)
     handler = logging.FileHandler(path)
+    handler.handleError = _drop_unwritable
+    handler.set_name(WORKERS_LOG_HANDLER)
+    handler.moved = moved
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
     dask_log.addHandler(handler)
+
+
+def _workers_log_back() -> None:
+    """Runs on each worker when a run ends: a long-lived cluster's workers log where they did
+    before (not to this run's file, which the join removes, kept open run after run)."""
+    import logging
+    dask_log = logging.getLogger("distributed")
+    for handler in [h for h in dask_log.handlers if h.get_name() == WORKERS_LOG_HANDLER]:
+        dask_log.removeHandler(handler)
+        handler.close()
+        for moved in handler.moved:
+            dask_log.addHandler(moved)
 
 
 def _quiet_workers(client, path: str) -> str | None:
@@ -374,6 +398,12 @@ def pack_jobs_dask(jobs: list[Job], opts: PackOptions, address: str, shard_size:
         with client.as_current():
             _run_shards(client, plans, submit, in_flight, total, opts, worker_log)
     finally:
+        # a cluster of our own is closed just below; a lost one is not waited for (15 s to reconnect)
+        if worker_log and cluster is None and client.status == "running":
+            try:
+                client.run(_workers_log_back)
+            except Exception:    # a lost cluster: the next run's _workers_log_to puts it back
+                pass
         client.close()
         if cluster is not None:
             cluster.close()
