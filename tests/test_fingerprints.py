@@ -146,8 +146,10 @@ def test_require_fingerprints_fails_a_pack_that_carries_no_proof(good, tmp_path)
     assert _verify_cli(work / "data").returncode == 0
     strict = _verify_cli(work / "data", "--require-fingerprints")
     assert strict.returncode == 1 and "--require-fingerprints: no data.fingerprints" in strict.stdout, strict.stdout
-    for name in ("data.idx", "data.lst"):
-        (work / name).unlink()
+    (work / "data.idx").unlink()
+    no_idx = _verify_cli(work / "data", "--require-fingerprints")
+    assert no_idx.returncode == 1 and "cannot prove its records" in no_idx.stdout, no_idx.stdout
+    (work / "data.lst").unlink()
     assert _verify_cli(work / "data").returncode == 0
     lone = _verify_cli(work / "data", "--require-fingerprints")
     assert lone.returncode == 1 and "cannot prove its records" in lone.stdout, lone.stdout

@@ -208,12 +208,12 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
                 _check_image(report, n, offset, image, resize, worker)
     lst = base + ".lst"
     idx_there, lst_there = _regular_beside(report, idx), _regular_beside(report, lst)
+    if require_fingerprints and not idx_there:
+        report.fault(None, None, f"--require-fingerprints: no {os.path.basename(idx)} beside it, so its "
+                                 f"fingerprints cannot prove its records")
     if not idx_there and not lst_there:
         report.notes.append(f"no {os.path.basename(idx)} or {os.path.basename(lst)} beside it: checked "
                             f"the framing and headers of the .rec alone")
-        if require_fingerprints:
-            report.fault(None, None, f"--require-fingerprints: no {os.path.basename(idx)} beside it, so its "
-                                     f"fingerprints cannot prove its records")
         _check_not_empty(report)
         return report
     if idx_there:
@@ -221,9 +221,6 @@ def verify_rec(rec: str, idx: str | None = None, decode: bool = False, resize: i
         _check_fingerprints(report, idx, sidecar, records, proving, require_fingerprints)
     else:
         report.notes.append(f"no index file {idx}: the records were checked against the list by header id")
-        if require_fingerprints:
-            report.fault(None, None, f"--require-fingerprints: no index file {os.path.basename(idx)}, so the "
-                                     f"fingerprints cannot prove the records")
     if lst_there:
         _check_list(report, base, records)
     else:
